@@ -1,0 +1,118 @@
+// Command manager runs the kubekms controllers.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/seal"
+)
+
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=kubekms-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+type options struct {
+	namespace         string
+	metricsAddr       string
+	probeAddr         string
+	leaderElect       bool
+	devDeletionWindow time.Duration
+	leaderElectionID  string
+	maxConcurrentKeys int
+	zap               zap.Options
+}
+
+func main() {
+	opts := options{}
+	defaultNS := os.Getenv("POD_NAMESPACE")
+	if defaultNS == "" {
+		defaultNS = "kubekms-system"
+	}
+	flag.StringVar(&opts.namespace, "operator-namespace", defaultNS, "Namespace of the operator: its root key, key material and leader election lease live here (default $POD_NAMESPACE, else kubekms-system).")
+	flag.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
+	flag.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&opts.leaderElect, "leader-elect", true, "Elect one active controller among replicas.")
+	flag.StringVar(&opts.leaderElectionID, "leader-election-id", "kubekms-manager.kms.kubekms.io", "Name of the leader election Lease.")
+	flag.IntVar(&opts.maxConcurrentKeys, "max-concurrent-key-reconciles", 4, "Keys reconciled in parallel.")
+	flag.DurationVar(&opts.devDeletionWindow, "dev-deletion-window", 0,
+		"FOR TESTS AND LOCAL DEVELOPMENT ONLY: replace every Key's deletion window (168h..720h) with this duration, so deleted material is destroyed sooner. Never set it in production.")
+	opts.zap.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
+	if err := run(ctrl.SetupSignalHandler(), opts); err != nil {
+		ctrl.Log.Error(err, "Manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, opts options) error {
+	log := ctrl.Log.WithName("setup")
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := kmsv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: opts.metricsAddr},
+		HealthProbeBindAddress:        opts.probeAddr,
+		LeaderElection:                opts.leaderElect,
+		LeaderElectionID:              opts.leaderElectionID,
+		LeaderElectionNamespace:       opts.namespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controllers.CacheOptions(opts.namespace),
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+
+	sealer, err := seal.LoadOrCreateLocal(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.namespace, rand.Reader)
+	if err != nil {
+		return fmt.Errorf("root of trust: %w (does namespace %q exist?)", err, opts.namespace)
+	}
+	log.Info("Loaded root of trust", "provider", sealer.Provider(), "rootKeyVersion", sealer.CurrentVersion())
+
+	if opts.devDeletionWindow != 0 {
+		log.Info("WARNING: --dev-deletion-window replaces every Key's deletion window; for tests and local development only",
+			"window", opts.devDeletionWindow.String())
+	}
+
+	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.namespace, Sealer: sealer}
+	if err := controllers.Setup(mgr, controllers.Config{
+		Store:                  store,
+		Clock:                  clock.RealClock{},
+		Random:                 rand.Reader,
+		DeletionWindowOverride: opts.devDeletionWindow,
+		KeyController:          controller.Options{MaxConcurrentReconciles: opts.maxConcurrentKeys},
+	}); err != nil {
+		return fmt.Errorf("set up controllers: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	log.Info("Starting manager", "namespace", opts.namespace, "leaderElection", opts.leaderElect)
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,57 @@
+package controllers
+
+import (
+	"io"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/seal"
+)
+
+// Config is what the controllers share.
+type Config struct {
+	Store  *keystore.Store
+	Clock  clock.PassiveClock
+	Random io.Reader
+	// DeletionWindowOverride: see KeyReconciler. Tests and development only.
+	DeletionWindowOverride time.Duration
+	// KeyController and RetentionController tune the two controllers.
+	KeyController, RetentionController controller.Options
+}
+
+// Setup registers every kubekms controller with the manager.
+func Setup(mgr ctrl.Manager, cfg Config) error {
+	if err := (&KeyReconciler{
+		Client:                 mgr.GetClient(),
+		Store:                  cfg.Store,
+		Recorder:               mgr.GetEventRecorder("kubekms-key-controller"),
+		Clock:                  cfg.Clock,
+		Random:                 cfg.Random,
+		DeletionWindowOverride: cfg.DeletionWindowOverride,
+	}).SetupWithManager(mgr, cfg.KeyController); err != nil {
+		return err
+	}
+	return (&RetentionReconciler{
+		Client:   mgr.GetClient(),
+		Store:    cfg.Store,
+		Recorder: mgr.GetEventRecorder("kubekms-retention-controller"),
+		Clock:    cfg.Clock,
+	}).SetupWithManager(mgr, cfg.RetentionController)
+}
+
+// CacheOptions limits the manager's Secret cache to the Secrets kubekms
+// writes in its own namespace: it never caches the cluster's Secrets.
+func CacheOptions(namespace string) cache.Options {
+	own := labels.SelectorFromSet(labels.Set{seal.ManagedByLabel: seal.ManagedByValue})
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}, Label: own},
+	}}
+}

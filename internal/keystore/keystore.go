@@ -1,0 +1,284 @@
+// Package keystore keeps sealed key material in Secrets of the operator's
+// namespace: one immutable Secret per key version, named after the key ID and
+// version, so that creating a version is a compare-and-swap (AlreadyExists
+// means another writer made it) and versions are only ever added.
+//
+// Deleting a Key turns its versions into tombstones (a label and a destroy-after
+// time); restoring takes them back; only the retention controller deletes a
+// material Secret, after its destroy-after time.
+package keystore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubekms/kubekms/internal/seal"
+)
+
+// Labels, annotations and data of a material Secret.
+const (
+	// SecretType is the fixed type of every material Secret.
+	SecretType corev1.SecretType = "kms.kubekms.io/sealed-key"
+	// ComponentMaterial is the app.kubernetes.io/component of material Secrets.
+	ComponentMaterial = "key-material"
+
+	LabelKeyNamespace = "kms.kubekms.io/key-namespace"
+	LabelKeyName      = "kms.kubekms.io/key-name"
+	LabelKeyID        = "kms.kubekms.io/key-id"
+	LabelKeyVersion   = "kms.kubekms.io/key-version"
+	// LabelTombstone is "true" on the versions of a deleted key.
+	LabelTombstone = "kms.kubekms.io/tombstone"
+
+	AnnotationKeySpec       = "kms.kubekms.io/key-spec"
+	AnnotationCreatedAt     = "kms.kubekms.io/created-at"
+	AnnotationRotateRequest = "kms.kubekms.io/rotate-request"
+	AnnotationDestroyAfter  = "kms.kubekms.io/destroy-after"
+
+	dataSealed   = "sealed"
+	dataProvider = "sealer"
+)
+
+// Version describes one stored version of a key. It never holds material.
+type Version struct {
+	KeyID        string
+	Version      int32
+	KeyNamespace string
+	KeyName      string
+	KeySpec      string
+	CreatedAt    time.Time
+	// RotateRequest is the value of the rotate annotation this version
+	// answered, if any.
+	RotateRequest string
+	Tombstone     bool
+	DestroyAfter  time.Time
+
+	secretName      string
+	uid             types.UID
+	resourceVersion string
+}
+
+// Owner names the Key a new version belongs to.
+type Owner struct {
+	Namespace, Name, KeyID, KeySpec string
+}
+
+// Store reads and writes material Secrets.
+type Store struct {
+	// Client writes; Reader reads and must not be a cache, so that decisions
+	// to generate material are never taken on stale data.
+	Client    client.Client
+	Reader    client.Reader
+	Namespace string
+	Sealer    seal.Sealer
+}
+
+// SecretName is the deterministic name of a version's Secret.
+func SecretName(keyID string, version int32) string {
+	return fmt.Sprintf("kubekms-key-%s-v%d", keyID, version)
+}
+
+// ByKeyID lists every version of a key ID, tombstoned or not, oldest first.
+func (s *Store) ByKeyID(ctx context.Context, keyID string) ([]Version, error) {
+	return s.list(ctx, client.MatchingLabels{LabelKeyID: keyID})
+}
+
+// ActiveByKeyName lists the live (not tombstoned) versions labelled with a
+// Key's namespace and name, oldest first.
+func (s *Store) ActiveByKeyName(ctx context.Context, namespace, name string) ([]Version, error) {
+	vs, err := s.list(ctx, client.MatchingLabels{LabelKeyNamespace: namespace, LabelKeyName: name})
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(vs, func(v Version) bool { return v.Tombstone }), nil
+}
+
+func (s *Store) list(ctx context.Context, sel client.MatchingLabels) ([]Version, error) {
+	sel = client.MatchingLabels(mergeLabels(sel, map[string]string{
+		seal.ManagedByLabel: seal.ManagedByValue,
+		seal.ComponentLabel: ComponentMaterial,
+	}))
+	list := &corev1.SecretList{}
+	if err := s.Reader.List(ctx, list, client.InNamespace(s.Namespace), sel); err != nil {
+		return nil, fmt.Errorf("list key material: %w", err)
+	}
+	out := make([]Version, 0, len(list.Items))
+	for i := range list.Items {
+		v, err := versionFromSecret(&list.Items[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b Version) int { return int(a.Version) - int(b.Version) })
+	return out, nil
+}
+
+// FromSecret reads the description of a version from its Secret.
+func FromSecret(secret *corev1.Secret) (Version, error) { return versionFromSecret(secret) }
+
+func versionFromSecret(secret *corev1.Secret) (Version, error) {
+	bad := func(what string) (Version, error) {
+		return Version{}, fmt.Errorf("material Secret %s/%s: %s", secret.Namespace, secret.Name, what)
+	}
+	if secret.Type != SecretType {
+		return bad(fmt.Sprintf("type is %q, want %q", secret.Type, SecretType))
+	}
+	n, err := strconv.ParseInt(secret.Labels[LabelKeyVersion], 10, 32)
+	if err != nil || n < 1 {
+		return bad(fmt.Sprintf("label %s is %q, want a version number", LabelKeyVersion, secret.Labels[LabelKeyVersion]))
+	}
+	created, err := time.Parse(time.RFC3339Nano, secret.Annotations[AnnotationCreatedAt])
+	if err != nil {
+		return bad(fmt.Sprintf("annotation %s is not an RFC 3339 time", AnnotationCreatedAt))
+	}
+	v := Version{
+		KeyID:           secret.Labels[LabelKeyID],
+		Version:         int32(n),
+		KeyNamespace:    secret.Labels[LabelKeyNamespace],
+		KeyName:         secret.Labels[LabelKeyName],
+		KeySpec:         secret.Annotations[AnnotationKeySpec],
+		CreatedAt:       created,
+		RotateRequest:   secret.Annotations[AnnotationRotateRequest],
+		Tombstone:       secret.Labels[LabelTombstone] == "true",
+		secretName:      secret.Name,
+		uid:             secret.UID,
+		resourceVersion: secret.ResourceVersion,
+	}
+	if v.Tombstone {
+		if v.DestroyAfter, err = time.Parse(time.RFC3339Nano, secret.Annotations[AnnotationDestroyAfter]); err != nil {
+			return bad(fmt.Sprintf("tombstone without a valid %s annotation", AnnotationDestroyAfter))
+		}
+	}
+	return v, nil
+}
+
+// Create seals material as the given version of a key. It reports false when
+// the version already exists: someone else made it first, and that version,
+// not this material, is the one that counts.
+func (s *Store) Create(ctx context.Context, owner Owner, version int32, material []byte, createdAt time.Time, rotateRequest string) (bool, error) {
+	sealed, err := s.Sealer.Seal(ctx, material, seal.MaterialAAD(owner.KeyID, version, owner.KeySpec))
+	if err != nil {
+		return false, fmt.Errorf("seal key %s version %d: %w", owner.KeyID, version, err)
+	}
+	annotations := map[string]string{
+		AnnotationKeySpec:   owner.KeySpec,
+		AnnotationCreatedAt: createdAt.UTC().Format(time.RFC3339Nano),
+	}
+	if rotateRequest != "" {
+		annotations[AnnotationRotateRequest] = rotateRequest
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      SecretName(owner.KeyID, version),
+			Namespace: s.Namespace,
+			Labels: map[string]string{
+				seal.ManagedByLabel: seal.ManagedByValue,
+				seal.ComponentLabel: ComponentMaterial,
+				LabelKeyNamespace:   owner.Namespace,
+				LabelKeyName:        owner.Name,
+				LabelKeyID:          owner.KeyID,
+				LabelKeyVersion:     strconv.Itoa(int(version)),
+			},
+			Annotations: annotations,
+		},
+		Immutable: new(true),
+		Type:      SecretType,
+		Data:      map[string][]byte{dataSealed: sealed, dataProvider: []byte(s.Sealer.Provider())},
+	}
+	switch err := s.Client.Create(ctx, secret); {
+	case apierrors.IsAlreadyExists(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("store key %s version %d: %w", owner.KeyID, version, err)
+	}
+	return true, nil
+}
+
+// Load unseals a version's material. The key ID, version and key spec come
+// from the caller, not from the Secret, so a blob moved to another key's
+// Secret, or altered in place, fails with seal.ErrUnseal.
+func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec string) ([]byte, error) {
+	secret := &corev1.Secret{}
+	name := types.NamespacedName{Namespace: s.Namespace, Name: SecretName(keyID, version)}
+	if err := s.Reader.Get(ctx, name, secret); err != nil {
+		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
+	}
+	if p := string(secret.Data[dataProvider]); p != s.Sealer.Provider() {
+		return nil, fmt.Errorf("load key %s version %d: sealed by root of trust %q, this manager uses %q", keyID, version, p, s.Sealer.Provider())
+	}
+	material, err := s.Sealer.Unseal(ctx, secret.Data[dataSealed], seal.MaterialAAD(keyID, version, keySpec))
+	if err != nil {
+		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
+	}
+	return material, nil
+}
+
+// Tombstone marks a version as belonging to a deleted key, to be destroyed
+// after destroyAfter. It is a compare-and-swap on the version's
+// resourceVersion.
+func (s *Store) Tombstone(ctx context.Context, v Version, destroyAfter time.Time) error {
+	return s.patch(ctx, v, func(secret *corev1.Secret) {
+		secret.Labels[LabelTombstone] = "true"
+		secret.Annotations[AnnotationDestroyAfter] = destroyAfter.UTC().Format(time.RFC3339Nano)
+	})
+}
+
+// Restore takes a tombstoned version back for the Key namespace/name.
+func (s *Store) Restore(ctx context.Context, v Version, namespace, name string) error {
+	return s.patch(ctx, v, func(secret *corev1.Secret) {
+		delete(secret.Labels, LabelTombstone)
+		delete(secret.Annotations, AnnotationDestroyAfter)
+		secret.Labels[LabelKeyNamespace] = namespace
+		secret.Labels[LabelKeyName] = name
+	})
+}
+
+// Destroy deletes a version's Secret, only if it is still the tombstone that
+// was read (UID and resourceVersion preconditions).
+func (s *Store) Destroy(ctx context.Context, v Version) error {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: v.secretName}}
+	err := s.Client.Delete(ctx, secret, client.Preconditions{UID: &v.uid, ResourceVersion: &v.resourceVersion})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("destroy key %s version %d: %w", v.KeyID, v.Version, err)
+	}
+	return nil
+}
+
+func (s *Store) patch(ctx context.Context, v Version, mutate func(*corev1.Secret)) error {
+	secret := &corev1.Secret{}
+	if err := s.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: v.secretName}, secret); err != nil {
+		return fmt.Errorf("key %s version %d: %w", v.KeyID, v.Version, err)
+	}
+	if secret.UID != v.uid {
+		return fmt.Errorf("key %s version %d: Secret %s was replaced", v.KeyID, v.Version, v.secretName)
+	}
+	orig := secret.DeepCopy()
+	if secret.Annotations == nil {
+		secret.Annotations = map[string]string{}
+	}
+	mutate(secret)
+	if err := s.Client.Patch(ctx, secret, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("key %s version %d: %w", v.KeyID, v.Version, err)
+	}
+	return nil
+}
+
+func mergeLabels(a, b map[string]string) map[string]string {
+	out := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,109 @@
+package seal
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// The local root of trust: root keys kept in one Secret of the operator's
+// namespace. Anyone who can read that Secret (or etcd) can unseal every key;
+// see docs/root-of-trust.md for the threat model.
+const (
+	// LocalProvider is the provider name of the local root of trust.
+	LocalProvider = "local"
+	// RootKeySecretName is the Secret that holds the local root keys.
+	RootKeySecretName = "kubekms-root-key"
+	// RootKeySecretType is the fixed type of that Secret.
+	RootKeySecretType corev1.SecretType = "kms.kubekms.io/root-key"
+	// CurrentRootKeyAnnotation names the root key version new seals use.
+	CurrentRootKeyAnnotation = "kms.kubekms.io/current-root-key-version"
+	// rootKeyDataPrefix prefixes each root key's data entry: root-key-v1, ...
+	rootKeyDataPrefix = "root-key-v"
+
+	// ManagedByLabel and ManagedByValue mark every Secret kubekms writes; the
+	// manager's cache selects Secrets by them.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "kubekms"
+	// ComponentLabel tells root keys from key material.
+	ComponentLabel = "app.kubernetes.io/component"
+)
+
+// LoadOrCreateLocal returns the local sealer, creating the root key Secret
+// on first start. Replicas that start at once agree on one root key: the
+// Secret's name is fixed, so only one Create succeeds and the others read
+// what it wrote. reader must not be a cache.
+func LoadOrCreateLocal(ctx context.Context, c client.Client, reader client.Reader, namespace string, random io.Reader) (*AESGCM, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: RootKeySecretName}
+	secret := &corev1.Secret{}
+	err := reader.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		secret, err = createRootKey(ctx, c, reader, key, random)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load root key Secret %s: %w", key, err)
+	}
+	return localFromSecret(secret)
+}
+
+func createRootKey(ctx context.Context, c client.Client, reader client.Reader, key types.NamespacedName, random io.Reader) (*corev1.Secret, error) {
+	root := make([]byte, RootKeySize)
+	if _, err := io.ReadFull(random, root); err != nil {
+		return nil, fmt.Errorf("generate root key: %w", err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        key.Name,
+			Namespace:   key.Namespace,
+			Labels:      map[string]string{ManagedByLabel: ManagedByValue, ComponentLabel: "root-key"},
+			Annotations: map[string]string{CurrentRootKeyAnnotation: "1"},
+		},
+		Type: RootKeySecretType,
+		Data: map[string][]byte{rootKeyDataPrefix + "1": root},
+	}
+	err := c.Create(ctx, secret)
+	if apierrors.IsAlreadyExists(err) {
+		// Another replica won the race: use its root key.
+		secret = &corev1.Secret{}
+		err = reader.Get(ctx, key, secret)
+	}
+	return secret, err
+}
+
+func localFromSecret(secret *corev1.Secret) (*AESGCM, error) {
+	if secret.Type != RootKeySecretType {
+		return nil, fmt.Errorf("root key Secret %s/%s has type %q, want %q", secret.Namespace, secret.Name, secret.Type, RootKeySecretType)
+	}
+	keys := map[uint32][]byte{}
+	for name, value := range secret.Data {
+		v, ok := strings.CutPrefix(name, rootKeyDataPrefix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("root key Secret %s/%s: data entry %q is not %s<N>", secret.Namespace, secret.Name, name, rootKeyDataPrefix)
+		}
+		keys[uint32(n)] = value
+	}
+	current, err := strconv.ParseUint(secret.Annotations[CurrentRootKeyAnnotation], 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("root key Secret %s/%s: annotation %s must name a root key version, have %q (versions %v)",
+			secret.Namespace, secret.Name, CurrentRootKeyAnnotation, secret.Annotations[CurrentRootKeyAnnotation], slices.Sorted(maps.Keys(keys)))
+	}
+	s, err := NewAESGCM(LocalProvider, keys, uint32(current))
+	if err != nil {
+		return nil, fmt.Errorf("root key Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	return s, nil
+}

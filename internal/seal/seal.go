@@ -1,0 +1,112 @@
+// Package seal protects key material under a root of trust.
+//
+// A Sealer encrypts material and binds it to associated data that names what
+// the material is (key ID, version, key spec), so a sealed blob copied into
+// another key's place no longer unseals. Providers: local (a root key kept in
+// a Secret of the operator's namespace); PKCS#11 and external KMSs later.
+package seal
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Sealer seals and unseals key material under a root of trust.
+type Sealer interface {
+	// Provider names the root of trust, e.g. "local". It is recorded next to
+	// every sealed blob.
+	Provider() string
+	// Seal encrypts plaintext bound to aad.
+	Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error)
+	// Unseal decrypts a blob made by Seal with the same aad. Any mismatch
+	// yields ErrUnseal.
+	Unseal(ctx context.Context, blob, aad []byte) ([]byte, error)
+}
+
+// ErrUnseal is the one error for a blob that does not unseal: corrupt,
+// altered, sealed under another root key, or bound to other associated data.
+var ErrUnseal = errors.New("sealed material does not unseal: it is corrupt, was altered, or belongs to another key or version")
+
+const (
+	blobFormat = 1
+	headerLen  = 1 + 4 // format, root key version
+	// RootKeySize is the size of a root key: AES-256.
+	RootKeySize = 32
+)
+
+// AESGCM seals with AES-256-GCM under versioned root keys. Each seal uses a
+// fresh random nonce (cipher.NewGCMWithRandomNonce, allowed in FIPS 140-3
+// strict mode). The blob is format (1 B) | root key version (4 B) | nonce |
+// ciphertext | tag, and the header is part of the authenticated data.
+type AESGCM struct {
+	provider string
+	current  uint32
+	aeads    map[uint32]cipher.AEAD
+}
+
+// NewAESGCM builds a sealer from root keys by version; current is the version
+// new seals use. Older versions still unseal, which leaves room for root key
+// rotation.
+func NewAESGCM(provider string, rootKeys map[uint32][]byte, current uint32) (*AESGCM, error) {
+	if _, ok := rootKeys[current]; !ok {
+		return nil, fmt.Errorf("root key version %d does not exist (have %v)", current, slices.Sorted(maps.Keys(rootKeys)))
+	}
+	s := &AESGCM{provider: provider, current: current, aeads: make(map[uint32]cipher.AEAD, len(rootKeys))}
+	for v, k := range rootKeys {
+		if len(k) != RootKeySize {
+			return nil, fmt.Errorf("root key version %d is %d bytes, want %d", v, len(k), RootKeySize)
+		}
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, fmt.Errorf("root key version %d: %w", v, err)
+		}
+		aead, err := cipher.NewGCMWithRandomNonce(block)
+		if err != nil {
+			return nil, fmt.Errorf("root key version %d: %w", v, err)
+		}
+		s.aeads[v] = aead
+	}
+	return s, nil
+}
+
+// Provider implements Sealer.
+func (s *AESGCM) Provider() string { return s.provider }
+
+// CurrentVersion is the root key version new seals use.
+func (s *AESGCM) CurrentVersion() uint32 { return s.current }
+
+// Seal implements Sealer.
+func (s *AESGCM) Seal(_ context.Context, plaintext, aad []byte) ([]byte, error) {
+	aead := s.aeads[s.current]
+	out := make([]byte, headerLen, headerLen+aead.NonceSize()+len(plaintext)+aead.Overhead())
+	out[0] = blobFormat
+	binary.BigEndian.PutUint32(out[1:headerLen], s.current)
+	return aead.Seal(out, nil, plaintext, fullAAD(out[:headerLen], aad)), nil
+}
+
+// Unseal implements Sealer.
+func (s *AESGCM) Unseal(_ context.Context, blob, aad []byte) ([]byte, error) {
+	if len(blob) < headerLen || blob[0] != blobFormat {
+		return nil, ErrUnseal
+	}
+	aead, ok := s.aeads[binary.BigEndian.Uint32(blob[1:headerLen])]
+	if !ok {
+		return nil, ErrUnseal
+	}
+	pt, err := aead.Open(nil, nil, blob[headerLen:], fullAAD(blob[:headerLen], aad))
+	if err != nil {
+		return nil, ErrUnseal
+	}
+	return pt, nil
+}
+
+func fullAAD(header, aad []byte) []byte {
+	full := make([]byte, 0, len(header)+len(aad))
+	return append(append(full, header...), aad...)
+}
