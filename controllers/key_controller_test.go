@@ -2,8 +2,8 @@ package controllers
 
 import (
 	"bytes"
-	"crypto/rand"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strings"
 	"sync"

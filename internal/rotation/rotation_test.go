@@ -23,10 +23,10 @@ func newInput(opts ...inputOption) Input {
 }
 
 func withVersions(vs ...Version) inputOption { return func(in *Input) { in.Versions = vs } }
-func withRequest(r string) inputOption        { return func(in *Input) { in.RotateRequest = r } }
-func withSchedule() inputOption               { return func(in *Input) { in.ScheduleEnabled = true } }
-func disabled() inputOption                   { return func(in *Input) { in.KeyEnabled = false } }
-func at(d time.Duration) inputOption          { return func(in *Input) { in.Now = t0.Add(d) } }
+func withRequest(r string) inputOption       { return func(in *Input) { in.RotateRequest = r } }
+func withSchedule() inputOption              { return func(in *Input) { in.ScheduleEnabled = true } }
+func disabled() inputOption                  { return func(in *Input) { in.KeyEnabled = false } }
+func at(d time.Duration) inputOption         { return func(in *Input) { in.Now = t0.Add(d) } }
 
 func TestDecide(t *testing.T) {
 	tests := map[string]struct {
