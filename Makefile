@@ -19,6 +19,9 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 # setup-envtest keeps its binaries.
 ENVTEST_ASSETS = $(shell hack/controlplane.sh)
 
+# Paths that hold generated files: make verify fails if regenerating changes them.
+GENERATED_PATHS = api config
+
 # Test knobs.
 GINKGO_FLAGS ?=
 TEST_TIMEOUT ?= 20m
@@ -54,7 +57,8 @@ vet: ## go vet.
 verify: manifests generate ## Regenerate all generated files, then fail on any diff or unformatted file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt'ed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@git add -N . && if ! git diff --exit-code --stat; then \
+	@changed=$$(git status --porcelain -- $(GENERATED_PATHS)); if [ -n "$$changed" ]; then \
+		echo "$$changed"; git --no-pager diff -- $(GENERATED_PATHS) | head -50; \
 		echo "generated files are out of date: run 'make manifests generate' and commit the result"; exit 1; fi
 
 ##@ Build

@@ -138,7 +138,7 @@ type KeyRotation struct {
 // KeySpec is the desired state of a Key.
 // +kubebuilder:validation:XValidation:rule="!has(self.keyUsage) || (self.keySpec == 'SYMMETRIC_DEFAULT' ? self.keyUsage == 'ENCRYPT_DECRYPT' : self.keySpec.startsWith('RSA_') ? self.keyUsage in ['ENCRYPT_DECRYPT', 'SIGN_VERIFY'] : self.keySpec.startsWith('ECC_') ? self.keyUsage == 'SIGN_VERIFY' : self.keyUsage == 'GENERATE_VERIFY_MAC')",message="keyUsage does not fit keySpec: SYMMETRIC_DEFAULT allows ENCRYPT_DECRYPT; RSA_* allow ENCRYPT_DECRYPT or SIGN_VERIFY; ECC_* allow SIGN_VERIFY; HMAC_* allow GENERATE_VERIFY_MAC"
 // +kubebuilder:validation:XValidation:rule="(has(self.keyUsage) ? self.keyUsage : self.keySpec.startsWith('HMAC_') ? 'GENERATE_VERIFY_MAC' : self.keySpec.startsWith('ECC_') ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT') == (has(oldSelf.keyUsage) ? oldSelf.keyUsage : oldSelf.keySpec.startsWith('HMAC_') ? 'GENERATE_VERIFY_MAC' : oldSelf.keySpec.startsWith('ECC_') ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT')",message="keyUsage is immutable"
-// +kubebuilder:validation:XValidation:rule="(has(self.restoreFrom) ? self.restoreFrom : ”) == (has(oldSelf.restoreFrom) ? oldSelf.restoreFrom : ”)",message="restoreFrom is immutable: it can only be set when the Key is created"
+// +kubebuilder:validation:XValidation:rule="has(self.restoreFrom) == has(oldSelf.restoreFrom) && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)",message="restoreFrom is immutable: it can only be set when the Key is created"
 type KeySpec struct {
 	// description is free text for people. At most 8192 characters.
 	// +optional
@@ -272,7 +272,7 @@ type KeyStatus struct {
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
 // +kubebuilder:printcolumn:name="Version",type=integer,JSONPath=`.status.currentVersion`
 // +kubebuilder:printcolumn:name="Last Rotated",type=date,JSONPath=`.status.lastRotationTime`
-// +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationTime`
+// +kubebuilder:printcolumn:name="Next Rotation",type=string,JSONPath=`.status.nextRotationTime`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="Key names are at most 63 characters"

@@ -1,0 +1,162 @@
+// Package e2e drives kubekms as a user does: `make run`'s real processes
+// (kube-apiserver, etcd, the manager) and the real kubectl.
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
+	"github.com/onsi/gomega/gexec"
+)
+
+var (
+	assets     string
+	repoRoot   string
+	devDir     string
+	kubeconfig string
+	devenv     *gexec.Session
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "End-to-end Suite")
+}
+
+var _ = BeforeSuite(func() {
+	assets = os.Getenv("KUBEBUILDER_ASSETS")
+	Expect(assets).NotTo(BeEmpty(), "KUBEBUILDER_ASSETS must point at kube-apiserver, etcd and kubectl: run `make test`")
+	var err error
+	repoRoot, err = filepath.Abs(filepath.Join("..", ".."))
+	Expect(err).NotTo(HaveOccurred())
+
+	manager, err := gexec.Build("github.com/kubekms/kubekms/cmd/manager")
+	Expect(err).NotTo(HaveOccurred())
+	devenvBin, err := gexec.Build("github.com/kubekms/kubekms/hack/devenv")
+	Expect(err).NotTo(HaveOccurred())
+
+	devDir = GinkgoT().TempDir()
+	kubeconfig = filepath.Join(devDir, "kubeconfig")
+	cmd := exec.Command(devenvBin,
+		"--dir", devDir,
+		"--manager", manager,
+		"--crds", filepath.Join(repoRoot, "config", "crd", "bases"),
+		"--samples", filepath.Join(repoRoot, "config", "samples"),
+		"--metrics-bind-address", "0",
+		"--health-probe-bind-address", freeAddr(),
+	)
+	devenv, err = gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	Eventually(devenv, "90s").Should(gbytes.Say("Press Ctrl-C to stop everything"))
+})
+
+var _ = AfterSuite(func() {
+	if devenv != nil && devenv.ExitCode() == -1 {
+		devenv.Kill()
+	}
+	gexec.CleanupBuildArtifacts()
+})
+
+// kubectl runs the kubectl that matches the local control plane.
+func kubectl(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().String()
+}
+
+var _ = Describe("make run", Ordered, func() {
+	It("writes an env file that points kubectl at the local control plane", func() {
+		env, err := os.ReadFile(filepath.Join(devDir, "env"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(env)).To(ContainSubstring(fmt.Sprintf("export KUBECONFIG=%q", kubeconfig)))
+		out, err := exec.Command("bash", "-c", fmt.Sprintf("source %q && kubectl get keys -A", filepath.Join(devDir, "env"))).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(ContainSubstring("sample"))
+	})
+
+	It("shows the sample key Ready with a keyID and version 1 within seconds", func() {
+		out, err := kubectl("apply", "-f", filepath.Join(repoRoot, "config", "samples"))
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string {
+			out, _ := kubectl("get", "key", "sample", "-n", "default",
+				"-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.currentVersion} {.status.keyID}`)
+			return out
+		}, "20s").Should(MatchRegexp(`^True 1 [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`))
+
+		out, err = kubectl("get", "keys", "-n", "default")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(MatchRegexp(`NAME\s+SPEC\s+USAGE\s+STATE\s+VERSION\s+LAST ROTATED\s+NEXT ROTATION\s+READY\s+AGE`))
+		Expect(out).To(MatchRegexp(`sample\s+SYMMETRIC_DEFAULT\s+ENCRYPT_DECRYPT\s+Enabled\s+1\s+`))
+		out, err = kubectl("get", "kms", "-A")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("sample"), "category kms lists keys")
+	})
+
+	It("shows lifecycle Events in kubectl describe, and rotates on demand", func() {
+		out, err := kubectl("annotate", "kmskey", "sample", "-n", "default", "--overwrite", "kms.kubekms.io/rotate=e2e-1")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string {
+			out, _ := kubectl("describe", "key", "sample", "-n", "default")
+			return out
+		}, "20s").Should(SatisfyAll(
+			MatchRegexp(`Normal\s+Created\s+.*Created key [0-9a-f-]+ version 1`),
+			MatchRegexp(`Normal\s+Rotated\s+.*to version 2 \(OnDemand\)`),
+		))
+	})
+
+	It("refuses bad specs with a message that says what is wrong", func() {
+		bad := filepath.Join(GinkgoT().TempDir(), "bad.yaml")
+		Expect(os.WriteFile(bad, []byte(`apiVersion: kms.kubekms.io/v1alpha1
+kind: Key
+metadata: {name: bad, namespace: default}
+spec:
+  rotation: {enabled: true, period: 1m}
+  deletionWindow: 24h
+`), 0o600)).To(Succeed())
+		out, err := kubectl("apply", "-f", bad)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("rotation.period must be at least 1h"))
+		Expect(out).To(ContainSubstring("deletionWindow must be between 168h (7 days) and 720h (30 days)"))
+
+		out, err = kubectl("patch", "key", "sample", "-n", "default", "--type=merge", "-p", `{"spec":{"keySpec":"HMAC_256"}}`)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("keySpec is immutable"))
+	})
+
+	It("never writes key material or the root key into its logs", func() {
+		out, err := kubectl("get", "secrets", "-n", "kubekms-system", "-o", `jsonpath={range .items[*]}{.data.sealed}{.data.root-key-v1}{"\n"}{end}`)
+		Expect(err).NotTo(HaveOccurred(), out)
+		secrets := strings.Fields(out)
+		Expect(secrets).NotTo(BeEmpty())
+		logs := string(devenv.Out.Contents()) + string(devenv.Err.Contents())
+		for _, s := range secrets {
+			Expect(logs).NotTo(ContainSubstring(s))
+		}
+	})
+
+	It("stops everything it started on Ctrl-C", func() {
+		Expect(devenv.Command.Process.Signal(syscall.SIGINT)).To(Succeed())
+		Eventually(devenv, "40s").Should(gexec.Exit(0))
+		_, err := kubectl("get", "keys", "-A", "--request-timeout=2s")
+		Expect(err).To(HaveOccurred(), "the API server is gone")
+		Eventually(func() string {
+			out, _ := exec.Command("pgrep", "-f", devDir).CombinedOutput()
+			return strings.TrimSpace(string(out))
+		}, "10s").Should(BeEmpty(), "no process of this run is left")
+	})
+})
