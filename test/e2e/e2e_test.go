@@ -79,6 +79,20 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
+var _ = Describe("the local control plane", func() {
+	It("is reused on a second run, not rebuilt", func() {
+		// KUBEBUILDER_ASSETS is <store>/k8s/<version>-<os>-<arch>.
+		store := filepath.Dir(filepath.Dir(assets))
+		cmd := exec.Command(filepath.Join(repoRoot, "hack", "controlplane.sh"))
+		cmd.Env = append(os.Environ(), "ENVTEST_STORE="+store)
+		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(session, "30s").Should(gexec.Exit(0))
+		Expect(strings.TrimSpace(string(session.Out.Contents()))).To(Equal(assets))
+		Expect(string(session.Err.Contents())).NotTo(ContainSubstring("building"), "a second run must not build again")
+	})
+})
+
 var _ = Describe("make run", Ordered, func() {
 	It("writes an env file that points kubectl at the local control plane", func() {
 		env, err := os.ReadFile(filepath.Join(devDir, "env"))
