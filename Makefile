@@ -13,6 +13,12 @@ GO ?= go
 # Pinned tool versions.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+BUF_VERSION ?= v1.75.0
+BUF ?= $(LOCALBIN)/buf-$(BUF_VERSION)
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+# protoc plugins, found by buf on PATH; the folder name pins both versions.
+PROTOC_PLUGINS ?= $(LOCALBIN)/protoc-plugins-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)
 
 # The local control plane (kube-apiserver, etcd, kubectl), built from the Go
 # module proxy on first use by hack/controlplane.sh and cached where
@@ -45,6 +51,10 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: proto
+proto: $(BUF) $(PROTOC_PLUGINS) ## Generate Go code from api/proto.
+	PATH="$(PROTOC_PLUGINS):$$PATH" $(BUF) generate
+
 .PHONY: fmt
 fmt: ## gofmt the tree.
 	gofmt -l -w $$(git ls-files '*.go')
@@ -54,7 +64,7 @@ vet: ## go vet.
 	$(GO) vet ./...
 
 .PHONY: verify
-verify: manifests generate ## Regenerate all generated files, then fail on any diff or unformatted file.
+verify: manifests generate proto ## Regenerate all generated files, then fail on any diff or unformatted file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt'ed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@changed=$$(git status --porcelain -- $(GENERATED_PATHS)); if [ -n "$$changed" ]; then \
@@ -92,3 +102,12 @@ $(LOCALBIN):
 $(CONTROLLER_GEN): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+$(BUF): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	mv $(LOCALBIN)/buf $(BUF)
+
+$(PROTOC_PLUGINS):
+	GOBIN=$(PROTOC_PLUGINS).tmp $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(PROTOC_PLUGINS).tmp $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	mv $(PROTOC_PLUGINS).tmp $(PROTOC_PLUGINS)

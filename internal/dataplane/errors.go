@@ -1,0 +1,73 @@
+package dataplane
+
+import (
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrorDomain is the ErrorInfo domain of every kubekms error.
+const ErrorDomain = "kms.kubekms.io"
+
+// Stable reasons (AWS exception names) carried in ErrorInfo.
+const (
+	ReasonUnauthenticated   = "UnauthenticatedException"
+	ReasonAccessDenied      = "AccessDeniedException"
+	ReasonDisabled          = "DisabledException"
+	ReasonKeyUnavailable    = "KeyUnavailableException"
+	ReasonValidation        = "ValidationException"
+	ReasonInvalidCiphertext = "InvalidCiphertextException"
+	ReasonIncorrectKey      = "IncorrectKeyException"
+	ReasonInvalidKeyUsage   = "InvalidKeyUsageException"
+	ReasonInternal          = "KMSInternalException"
+)
+
+// invalidCiphertextMessage is the one message of every Decrypt failure.
+const invalidCiphertextMessage = "the ciphertext does not decrypt: it is malformed or altered, the encryption context differs, or it belongs to another key"
+
+func newError(code codes.Code, reason, format string, args ...any) error {
+	st := status.New(code, fmt.Sprintf(format, args...))
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+func errUnauthenticated() error {
+	return newError(codes.Unauthenticated, ReasonUnauthenticated,
+		"a valid ServiceAccount token with audience %q is required in the authorization header (Bearer)", "kubekms")
+}
+
+func errAccessDenied(username, action, ref string) error {
+	return newError(codes.PermissionDenied, ReasonAccessDenied,
+		"%s is not allowed to %s with key %q, or the key does not exist", username, action, ref)
+}
+
+func errInvalidCiphertext() error {
+	return newError(codes.InvalidArgument, ReasonInvalidCiphertext, invalidCiphertextMessage)
+}
+
+func errValidation(format string, args ...any) error {
+	return newError(codes.InvalidArgument, ReasonValidation, format, args...)
+}
+
+func errInternal() error {
+	return newError(codes.Unavailable, ReasonInternal, "kubekms could not complete the request; retry with backoff")
+}
+
+// ReasonOf returns the ErrorInfo reason of an error made by this package,
+// or "" when it has none.
+func ReasonOf(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == ErrorDomain {
+			return info.Reason
+		}
+	}
+	return ""
+}

@@ -1,0 +1,388 @@
+// Package dataplane serves the gRPC KeyManagementService. Handlers are thin:
+// authenticate (interceptor) → resolve the key → authorize → check the key's
+// state → crypto. Each step lives in its own package.
+package dataplane
+
+import (
+	"context"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/authz"
+	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/keyring"
+)
+
+// Limits, as AWS KMS.
+const (
+	MaxPlaintext        = 4096
+	MaxCiphertext       = 6144
+	MaxRandomBytes      = 1024
+	MaxContextPairs     = 64
+	MaxContextBytes     = 8192
+	SymmetricDefault    = "SYMMETRIC_DEFAULT"
+	dataKeySpecAES256   = "AES_256"
+	dataKeySpecAES128   = "AES_128"
+	maxCiphertextAsText = 8192 + len(crypto.TextPrefix)
+)
+
+// Server implements kubekms.v1.KeyManagementService.
+type Server struct {
+	kmsv1.UnimplementedKeyManagementServiceServer
+
+	Keys       *keyring.Keyring
+	Authorizer *authz.Authorizer
+	// Random supplies data keys, random bytes and salts: crypto/rand.Reader.
+	Random io.Reader
+}
+
+// Encrypt implements KeyManagementService.
+func (s *Server) Encrypt(ctx context.Context, req *kmsv1.EncryptRequest) (*kmsv1.EncryptResponse, error) {
+	if err := checkBytes("plaintext", req.Plaintext, 1, MaxPlaintext); err != nil {
+		return nil, err
+	}
+	if err := checkContext("encryption_context", req.EncryptionContext); err != nil {
+		return nil, err
+	}
+	if err := checkAlgorithm("encryption_algorithm", req.EncryptionAlgorithm); err != nil {
+		return nil, err
+	}
+	key, err := s.authorizedKey(ctx, "Encrypt", req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := s.encrypt(ctx, key, req.Plaintext, req.EncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	return &kmsv1.EncryptResponse{CiphertextBlob: blob, KeyId: key.KeyIDString, KeyVersion: key.CurrentVersion, EncryptionAlgorithm: SymmetricDefault}, nil
+}
+
+// Decrypt implements KeyManagementService.
+func (s *Server) Decrypt(ctx context.Context, req *kmsv1.DecryptRequest) (*kmsv1.DecryptResponse, error) {
+	if err := checkAlgorithm("encryption_algorithm", req.EncryptionAlgorithm); err != nil {
+		return nil, err
+	}
+	pt, key, version, err := s.decrypt(ctx, "Decrypt", req.CiphertextBlob, req.EncryptionContext, req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	return &kmsv1.DecryptResponse{Plaintext: pt, KeyId: key.KeyIDString, KeyVersion: version, EncryptionAlgorithm: SymmetricDefault}, nil
+}
+
+// ReEncrypt implements KeyManagementService: the plaintext never leaves.
+func (s *Server) ReEncrypt(ctx context.Context, req *kmsv1.ReEncryptRequest) (*kmsv1.ReEncryptResponse, error) {
+	if err := checkAlgorithm("source_encryption_algorithm", req.SourceEncryptionAlgorithm); err != nil {
+		return nil, err
+	}
+	if err := checkAlgorithm("destination_encryption_algorithm", req.DestinationEncryptionAlgorithm); err != nil {
+		return nil, err
+	}
+	if err := checkContext("destination_encryption_context", req.DestinationEncryptionContext); err != nil {
+		return nil, err
+	}
+	pt, src, srcVersion, err := s.decrypt(ctx, "ReEncryptFrom", req.CiphertextBlob, req.SourceEncryptionContext, req.SourceKeyId)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pt)
+	dst := src
+	if req.DestinationKeyId != "" {
+		if dst, err = s.authorizedKey(ctx, "ReEncryptTo", req.DestinationKeyId); err != nil {
+			return nil, err
+		}
+	} else if err := s.authorize(ctx, "ReEncryptTo", src.KeyIDString, src); err != nil {
+		return nil, err
+	}
+	blob, err := s.encrypt(ctx, dst, pt, req.DestinationEncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	return &kmsv1.ReEncryptResponse{CiphertextBlob: blob, SourceKeyId: src.KeyIDString, SourceKeyVersion: srcVersion, KeyId: dst.KeyIDString, KeyVersion: dst.CurrentVersion}, nil
+}
+
+// GenerateDataKey implements KeyManagementService.
+func (s *Server) GenerateDataKey(ctx context.Context, req *kmsv1.GenerateDataKeyRequest) (*kmsv1.GenerateDataKeyResponse, error) {
+	dk, blob, key, err := s.generateDataKey(ctx, "GenerateDataKey", req.KeyId, req.NumberOfBytes, req.KeySpec, req.EncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	return &kmsv1.GenerateDataKeyResponse{CiphertextBlob: blob, Plaintext: dk, KeyId: key.KeyIDString, KeyVersion: key.CurrentVersion}, nil
+}
+
+// GenerateDataKeyWithoutPlaintext implements KeyManagementService.
+func (s *Server) GenerateDataKeyWithoutPlaintext(ctx context.Context, req *kmsv1.GenerateDataKeyWithoutPlaintextRequest) (*kmsv1.GenerateDataKeyWithoutPlaintextResponse, error) {
+	dk, blob, key, err := s.generateDataKey(ctx, "GenerateDataKeyWithoutPlaintext", req.KeyId, req.NumberOfBytes, req.KeySpec, req.EncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	clear(dk)
+	return &kmsv1.GenerateDataKeyWithoutPlaintextResponse{CiphertextBlob: blob, KeyId: key.KeyIDString, KeyVersion: key.CurrentVersion}, nil
+}
+
+// GenerateRandom implements KeyManagementService. Any authenticated caller
+// may use it: it involves no key.
+func (s *Server) GenerateRandom(_ context.Context, req *kmsv1.GenerateRandomRequest) (*kmsv1.GenerateRandomResponse, error) {
+	if req.NumberOfBytes < 1 || req.NumberOfBytes > MaxRandomBytes {
+		return nil, errValidation("number_of_bytes must be between 1 and %d, got %d", MaxRandomBytes, req.NumberOfBytes)
+	}
+	out := make([]byte, req.NumberOfBytes)
+	if _, err := io.ReadFull(s.Random, out); err != nil {
+		return nil, errInternal()
+	}
+	return &kmsv1.GenerateRandomResponse{Plaintext: out}, nil
+}
+
+// DescribeKey implements KeyManagementService.
+func (s *Server) DescribeKey(ctx context.Context, req *kmsv1.DescribeKeyRequest) (*kmsv1.DescribeKeyResponse, error) {
+	key, err := s.authorizedKey(ctx, "DescribeKey", req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	md := &kmsv1.KeyMetadata{
+		KeyId: key.KeyIDString, Namespace: key.Namespace, Name: key.Name, Description: key.Description,
+		KeySpec: string(key.KeySpec), KeyUsage: string(key.KeyUsage), KeyState: string(key.State),
+		Origin: string(key.Origin), CurrentVersion: key.CurrentVersion,
+		CreationDate: timestamppb.New(key.Created), RotationEnabled: key.RotationEnabled,
+	}
+	if key.KeySpec == kmsv1alpha1.KeySpecSymmetricDefault {
+		md.EncryptionAlgorithms = []string{SymmetricDefault}
+	}
+	if !key.NextRotation.IsZero() {
+		md.NextRotationDate = timestamppb.New(key.NextRotation)
+	}
+	return &kmsv1.DescribeKeyResponse{KeyMetadata: md}, nil
+}
+
+func (s *Server) generateDataKey(ctx context.Context, action, ref string, n uint32, spec string, ec map[string]string) ([]byte, []byte, *keyring.Key, error) {
+	size, err := dataKeySize(n, spec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkContext("encryption_context", ec); err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := s.authorizedKey(ctx, action, ref)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dk := make([]byte, size)
+	if _, err := io.ReadFull(s.Random, dk); err != nil {
+		return nil, nil, nil, errInternal()
+	}
+	blob, err := s.encrypt(ctx, key, dk, ec)
+	if err != nil {
+		clear(dk)
+		return nil, nil, nil, err
+	}
+	return dk, blob, key, nil
+}
+
+// encrypt encrypts under the key's current version, once the key is usable.
+func (s *Server) encrypt(ctx context.Context, key *keyring.Key, pt []byte, ec map[string]string) ([]byte, error) {
+	if err := usable(key); err != nil {
+		return nil, err
+	}
+	vk, err := s.Keys.VersionKey(ctx, key, key.CurrentVersion)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "Could not load key material", "keyID", key.KeyIDString, "version", key.CurrentVersion)
+		return nil, errInternal()
+	}
+	blob, err := crypto.Encrypt(vk, key.KeyID, key.CurrentVersion, pt, ec, s.Random)
+	if err != nil {
+		return nil, errInternal()
+	}
+	return blob, nil
+}
+
+// decrypt authorizes and decrypts a ciphertext. The ciphertext names its
+// key; a key the caller names too must be the same one.
+func (s *Server) decrypt(ctx context.Context, action string, raw []byte, ec map[string]string, ref string) ([]byte, *keyring.Key, uint32, error) {
+	if len(raw) == 0 {
+		return nil, nil, 0, errValidation("ciphertext_blob is required")
+	}
+	if len(raw) > maxCiphertextAsText || (!crypto.IsText(raw) && len(raw) > MaxCiphertext) {
+		return nil, nil, 0, errValidation("ciphertext_blob must be at most %d bytes", MaxCiphertext)
+	}
+	if err := checkContext("encryption_context", ec); err != nil {
+		return nil, nil, 0, err
+	}
+	blob, err := crypto.DecodeCiphertext(raw)
+	if err != nil {
+		return nil, nil, 0, errInvalidCiphertext()
+	}
+	h, err := crypto.ParseHeader(blob)
+	if err != nil {
+		return nil, nil, 0, errInvalidCiphertext()
+	}
+	key, err := s.Keys.ByID(h.KeyID)
+	if err != nil {
+		// The same answer as "not allowed", so key IDs cannot be probed.
+		return nil, nil, 0, errAccessDenied(principal(ctx).Username, action, h.KeyID.String())
+	}
+	if err := s.authorize(ctx, action, h.KeyID.String(), key); err != nil {
+		return nil, nil, 0, err
+	}
+	if ref != "" {
+		named, err := s.Keys.Resolve(principal(ctx).Namespace, ref)
+		if err != nil || named.KeyID != key.KeyID {
+			return nil, nil, 0, newError(codes.InvalidArgument, ReasonIncorrectKey, "the ciphertext was not made with key %q", ref)
+		}
+	}
+	if err := usableForDecrypt(key); err != nil {
+		return nil, nil, 0, err
+	}
+	vk, err := s.Keys.VersionKey(ctx, key, h.Version)
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, 0, errInvalidCiphertext()
+		}
+		log.FromContext(ctx).Error(err, "Could not load key material", "keyID", key.KeyIDString, "version", h.Version)
+		return nil, nil, 0, errInternal()
+	}
+	pt, err := crypto.Decrypt(vk, blob, ec)
+	if err != nil {
+		return nil, nil, 0, errInvalidCiphertext()
+	}
+	return pt, key, h.Version, nil
+}
+
+// authorizedKey resolves a key reference and authorizes the action on it.
+// An unknown key and a forbidden key get the same answer; for a name the
+// RBAC question is asked either way so both take about as long.
+func (s *Server) authorizedKey(ctx context.Context, action, ref string) (*keyring.Key, error) {
+	if ref == "" {
+		return nil, errValidation("key_id is required: a key name, namespace/name or keyID")
+	}
+	p := principal(ctx)
+	key, err := s.Keys.Resolve(p.Namespace, ref)
+	if err != nil {
+		if ns, name, ok := nameRef(p.Namespace, ref); ok {
+			_, _ = s.Authorizer.Authorize(ctx, authz.Request{Principal: p, Action: action, Namespace: ns, Name: name})
+		}
+		return nil, errAccessDenied(p.Username, action, ref)
+	}
+	return key, s.authorize(ctx, action, ref, key)
+}
+
+func (s *Server) authorize(ctx context.Context, action, ref string, key *keyring.Key) error {
+	p := principal(ctx)
+	d, err := s.Authorizer.Authorize(ctx, authz.Request{Principal: p, Action: action, Namespace: key.Namespace, Name: key.Name})
+	if err != nil {
+		log.FromContext(ctx).Error(err, "Could not authorize", "action", action)
+		return errInternal()
+	}
+	if !d.Allowed {
+		return errAccessDenied(p.Username, action, ref)
+	}
+	return nil
+}
+
+// usable says whether a key can encrypt now. Only allowed callers learn it.
+func usable(key *keyring.Key) error {
+	if err := usableForDecrypt(key); err != nil {
+		return err
+	}
+	if key.CurrentVersion == 0 {
+		return newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s has no material yet", key.Namespace, key.Name)
+	}
+	return nil
+}
+
+func usableForDecrypt(key *keyring.Key) error {
+	switch {
+	case key.State == kmsv1alpha1.KeyStateDisabled:
+		return newError(codes.FailedPrecondition, ReasonDisabled, "key %s/%s is disabled", key.Namespace, key.Name)
+	case key.KeyUsage != "" && key.KeyUsage != kmsv1alpha1.KeyUsageEncryptDecrypt:
+		return newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s has key usage %s, not ENCRYPT_DECRYPT", key.Namespace, key.Name, key.KeyUsage)
+	case key.KeySpec != kmsv1alpha1.KeySpecSymmetricDefault:
+		return newError(codes.Unimplemented, ReasonInvalidKeyUsage, "encryption with %s keys is not served yet", key.KeySpec)
+	case key.State != kmsv1alpha1.KeyStateEnabled:
+		return newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s is %s", key.Namespace, key.Name, key.State)
+	}
+	return nil
+}
+
+func nameRef(callerNamespace, ref string) (string, string, bool) {
+	if _, err := crypto.ParseKeyID(ref); err == nil {
+		return "", "", false
+	}
+	if ns, name, ok := strings.Cut(ref, "/"); ok {
+		return ns, name, true
+	}
+	return callerNamespace, ref, callerNamespace != ""
+}
+
+func dataKeySize(n uint32, spec string) (int, error) {
+	switch {
+	case n != 0 && spec != "":
+		return 0, errValidation("give either number_of_bytes or key_spec, not both")
+	case spec == dataKeySpecAES256:
+		return 32, nil
+	case spec == dataKeySpecAES128:
+		return 16, nil
+	case spec != "":
+		return 0, errValidation("key_spec must be %s or %s, got %q", dataKeySpecAES256, dataKeySpecAES128, spec)
+	case n == 0:
+		return 0, errValidation("give number_of_bytes (1..%d) or key_spec (%s or %s)", MaxRandomBytes, dataKeySpecAES256, dataKeySpecAES128)
+	case n > MaxRandomBytes:
+		return 0, errValidation("number_of_bytes must be between 1 and %d, got %d", MaxRandomBytes, n)
+	}
+	return int(n), nil
+}
+
+func checkBytes(field string, b []byte, minLen, maxLen int) error {
+	if len(b) < minLen || len(b) > maxLen {
+		return errValidation("%s must be %d to %d bytes, got %d", field, minLen, maxLen, len(b))
+	}
+	return nil
+}
+
+func checkContext(field string, ec map[string]string) error {
+	if len(ec) > MaxContextPairs {
+		return errValidation("%s has %d pairs; at most %d", field, len(ec), MaxContextPairs)
+	}
+	size := 0
+	for k, v := range ec {
+		if k == "" {
+			return errValidation("%s has an empty key", field)
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return errValidation("%s must be UTF-8", field)
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxContextBytes {
+		return errValidation("%s is %d bytes; at most %d", field, size, MaxContextBytes)
+	}
+	return nil
+}
+
+func checkAlgorithm(field, alg string) error {
+	if alg != "" && alg != SymmetricDefault {
+		return errValidation("%s must be %s for symmetric keys, got %q", field, SymmetricDefault, alg)
+	}
+	return nil
+}
+
+type principalKey struct{}
+
+func withPrincipal(ctx context.Context, p *authn.Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+func principal(ctx context.Context) *authn.Principal {
+	if p, ok := ctx.Value(principalKey{}).(*authn.Principal); ok {
+		return p
+	}
+	return &authn.Principal{}
+}

@@ -1,0 +1,265 @@
+package dataplane_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/authz"
+	"github.com/kubekms/kubekms/internal/dataplane"
+	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/seal"
+)
+
+const operatorNamespace = "kubekms-system"
+
+var (
+	testEnv   *envtest.Environment
+	cfg       *rest.Config
+	scheme    *runtime.Scheme
+	k8sClient client.Client
+	clientset *kubernetes.Clientset
+	// kms is a client of the first replica, kms2 of the second.
+	kms, kms2 kmsv1.KeyManagementServiceClient
+	conn      *grpc.ClientConn
+	logs      *syncBuffer
+	stops     []context.CancelFunc
+)
+
+func TestDataplane(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Data plane Suite")
+}
+
+var _ = BeforeSuite(func() {
+	logs = &syncBuffer{}
+	logf.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	var err error
+	cfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	scheme = runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(kmsv1alpha1.AddToScheme(scheme)).To(Succeed())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	clientset = kubernetes.NewForConfigOrDie(cfg)
+	Expect(k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
+
+	kms, conn = startReplica(true)
+	kms2, _ = startReplica(false)
+})
+
+var _ = AfterSuite(func() {
+	expectNoSecretsInLogs()
+	for _, stop := range stops {
+		stop()
+	}
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// startReplica runs a manager as cmd/manager does: the controllers (only
+// when withControllers; a second replica is not the leader) and the data
+// plane, on a loopback port. It returns a client of its data plane.
+func startReplica(withControllers bool) (kmsv1.KeyManagementServiceClient, *grpc.ClientConn) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  controllers.CacheOptions(operatorNamespace),
+		Controller:             config.Controller{SkipNameValidation: new(true)},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	sealer, err := seal.LoadOrCreateLocal(context.Background(), mgr.GetClient(), mgr.GetAPIReader(), operatorNamespace, rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: operatorNamespace, Sealer: sealer}
+	if withControllers {
+		Expect(controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader})).To(Succeed())
+	}
+	listening := make(chan net.Addr, 1)
+	_, err = dataplane.Setup(context.Background(), mgr, dataplane.Config{
+		Addr:      "127.0.0.1:0",
+		Store:     store,
+		Registry:  prometheus.NewRegistry(),
+		Authz:     authz.Options{AllowTTL: time.Second, DenyTTL: 500 * time.Millisecond},
+		Authn:     authn.Options{TTL: 2 * time.Second},
+		Listening: listening,
+	})
+	Expect(err).NotTo(HaveOccurred())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	stops = append(stops, func() { cancel(); <-done })
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	var addr net.Addr
+	Eventually(listening).Should(Receive(&addr))
+	c, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	Expect(err).NotTo(HaveOccurred())
+	return kmsv1.NewKeyManagementServiceClient(c), c
+}
+
+// --- identities and permissions ---
+
+func newNamespace(ctx context.Context) string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "dp-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func newServiceAccount(ctx context.Context, ns, name string) {
+	Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
+}
+
+// tokenFor requests a ServiceAccount token; audiences nil means the API
+// server's default audience.
+func tokenFor(ctx context.Context, ns, sa string, audiences []string, bound *authenticationv1.BoundObjectReference) string {
+	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: new(int64(600)), BoundObjectRef: bound},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	return tr.Status.Token
+}
+
+func kmsToken(ctx context.Context, ns, sa string) string {
+	return tokenFor(ctx, ns, sa, []string{authn.DefaultAudience}, nil)
+}
+
+// grant lets a ServiceAccount use verbs on one key, as a key admin would
+// with a Role.
+func grant(ctx context.Context, ns, sa, key string, verbs ...string) {
+	name := sa + "-" + key + "-" + strings.Join(verbs, "-")
+	Expect(k8sClient.Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, ResourceNames: []string{key}, Verbs: verbs}},
+	})).To(Succeed())
+	Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: sa}},
+	})).To(Succeed())
+}
+
+// resignedToken re-signs a real token's claims, moved by shift, with the API
+// server's own ServiceAccount signing key. With a shift of an hour into the
+// past it is a genuine expired token.
+func resignedToken(ctx context.Context, ns, sa string, shift time.Duration) string {
+	parts := strings.Split(kmsToken(ctx, ns, sa), ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	Expect(err).NotTo(HaveOccurred())
+	claims := map[string]any{}
+	Expect(json.Unmarshal(payload, &claims)).To(Succeed())
+	now := time.Now().Add(shift).Unix()
+	claims["iat"], claims["nbf"], claims["exp"] = now-60, now-60, now+600
+	payload, err = json.Marshal(claims)
+	Expect(err).NotTo(HaveOccurred())
+	signingInput := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload)
+
+	keyPEM, err := os.ReadFile(filepath.Join(testEnv.ControlPlane.APIServer.CertDir, "sa-signer.key"))
+	Expect(err).NotTo(HaveOccurred())
+	block, _ := pem.Decode(keyPEM)
+	Expect(block).NotTo(BeNil())
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		if key, err = x509.ParseECPrivateKey(block.Bytes); err != nil {
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		}
+	}
+	Expect(err).NotTo(HaveOccurred())
+	digest := sha256.Sum256([]byte(signingInput))
+	var sig []byte
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey: // ES256: r || s, 32 bytes each
+		r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
+		Expect(err).NotTo(HaveOccurred())
+		sig = append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
+	case *rsa.PrivateKey: // RS256
+		sig, err = rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, digest[:])
+		Expect(err).NotTo(HaveOccurred())
+	default:
+		Fail(fmt.Sprintf("unexpected signing key type %T", key))
+	}
+	return signingInput + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func withToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// --- keys ---
+
+func newReadyKey(ctx context.Context, ns, name string) *kmsv1alpha1.Key {
+	key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	Expect(k8sClient.Create(ctx, key)).To(Succeed())
+	return waitVersion(ctx, key, 1)
+}
+
+func waitVersion(ctx context.Context, key *kmsv1alpha1.Key, version int32) *kmsv1alpha1.Key {
+	got := &kmsv1alpha1.Key{}
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(key), got)).To(Succeed())
+		g.Expect(got.Status.State).To(Equal(kmsv1alpha1.KeyStateEnabled))
+		g.Expect(got.Status.CurrentVersion).To(Equal(version))
+	}).Should(Succeed())
+	return got
+}
+
+func patchKey(ctx context.Context, key *kmsv1alpha1.Key, mutate func(*kmsv1alpha1.Key)) {
+	cur := &kmsv1alpha1.Key{}
+	Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(key), cur)).To(Succeed())
+	orig := cur.DeepCopy()
+	mutate(cur)
+	Expect(k8sClient.Patch(ctx, cur, client.MergeFrom(orig))).To(Succeed())
+}

@@ -1,0 +1,231 @@
+// Package keyring is the data plane's view of keys: an index of Keys by name
+// and by keyID, fed by the manager's informer, and the unsealed version keys,
+// held in memory only and loaded on first use. A version not seen yet (just
+// rotated on another replica) is read fresh from the API server, not refused.
+package keyring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/crypto"
+)
+
+// ErrNotFound means no Key answers to the reference.
+var ErrNotFound = errors.New("key not found")
+
+// Key is an immutable snapshot of what the data plane needs of a Key.
+type Key struct {
+	Namespace, Name string
+	KeyID           crypto.KeyID
+	KeyIDString     string
+	KeySpec         kmsv1alpha1.KeySpecType
+	KeyUsage        kmsv1alpha1.KeyUsage
+	Origin          kmsv1alpha1.KeyOrigin
+	State           kmsv1alpha1.KeyState
+	CurrentVersion  uint32
+	Description     string
+	Created         time.Time
+	RotationEnabled bool
+	NextRotation    time.Time
+}
+
+// Loader unseals one version's material.
+type Loader func(ctx context.Context, keyID string, version int32, keySpec string) ([]byte, error)
+
+type versionRef struct {
+	id      crypto.KeyID
+	version uint32
+}
+
+// Keyring indexes keys and caches their unsealed version keys.
+type Keyring struct {
+	load Loader
+
+	mu     sync.RWMutex
+	byName map[types.NamespacedName]*Key
+	byID   map[crypto.KeyID]*Key
+
+	matMu     sync.RWMutex
+	materials map[versionRef][]byte
+	loading   map[versionRef]*loadCall
+}
+
+type loadCall struct {
+	done chan struct{}
+	key  []byte
+	err  error
+}
+
+// New returns an empty keyring that loads material with load.
+func New(load Loader) *Keyring {
+	return &Keyring{
+		load:      load,
+		byName:    map[types.NamespacedName]*Key{},
+		byID:      map[crypto.KeyID]*Key{},
+		materials: map[versionRef][]byte{},
+		loading:   map[versionRef]*loadCall{},
+	}
+}
+
+// Upsert records a Key's current state. Keys without a keyID yet are kept
+// by name only.
+func (k *Keyring) Upsert(obj *kmsv1alpha1.Key) {
+	snap := &Key{
+		Namespace: obj.Namespace, Name: obj.Name,
+		KeyIDString:     obj.Status.KeyID,
+		KeySpec:         obj.Spec.KeySpec,
+		KeyUsage:        obj.Status.KeyUsage,
+		Origin:          obj.Spec.Origin,
+		State:           obj.Status.State,
+		CurrentVersion:  uint32(max(obj.Status.CurrentVersion, 0)),
+		Description:     obj.Spec.Description,
+		Created:         obj.CreationTimestamp.Time,
+		RotationEnabled: obj.Spec.Rotation.Enabled,
+	}
+	if obj.Status.NextRotationTime != nil {
+		snap.NextRotation = obj.Status.NextRotationTime.Time
+	}
+	id, idErr := crypto.ParseKeyID(obj.Status.KeyID)
+	snap.KeyID = id
+	name := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
+
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old := k.byName[name]; old != nil && old.KeyID != id {
+		delete(k.byID, old.KeyID)
+	}
+	k.byName[name] = snap
+	if idErr == nil {
+		k.byID[id] = snap
+	}
+}
+
+// Remove forgets a Key and drops its cached material.
+func (k *Keyring) Remove(namespace, name string) {
+	nn := types.NamespacedName{Namespace: namespace, Name: name}
+	k.mu.Lock()
+	old := k.byName[nn]
+	delete(k.byName, nn)
+	if old != nil && k.byID[old.KeyID] == old {
+		delete(k.byID, old.KeyID)
+	}
+	k.mu.Unlock()
+	if old == nil {
+		return
+	}
+	k.matMu.Lock()
+	for ref := range k.materials {
+		if ref.id == old.KeyID {
+			// Not cleared in place: a request in flight may still hold it.
+			delete(k.materials, ref)
+		}
+	}
+	k.matMu.Unlock()
+}
+
+// Resolve finds a key by reference: "name" in the caller's namespace,
+// "namespace/name", or a keyID.
+func (k *Keyring) Resolve(callerNamespace, ref string) (*Key, error) {
+	if id, err := crypto.ParseKeyID(ref); err == nil {
+		return k.ByID(id)
+	}
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok {
+		ns, name = callerNamespace, ref
+	}
+	k.mu.RLock()
+	key := k.byName[types.NamespacedName{Namespace: ns, Name: name}]
+	k.mu.RUnlock()
+	if key == nil {
+		return nil, ErrNotFound
+	}
+	return key, nil
+}
+
+// ByID finds a key by binary keyID.
+func (k *Keyring) ByID(id crypto.KeyID) (*Key, error) {
+	k.mu.RLock()
+	key := k.byID[id]
+	k.mu.RUnlock()
+	if key == nil {
+		return nil, ErrNotFound
+	}
+	return key, nil
+}
+
+// VersionKey returns the unsealed key of one version, loading it once.
+// The returned slice is shared and must not be changed.
+func (k *Keyring) VersionKey(ctx context.Context, key *Key, version uint32) ([]byte, error) {
+	ref := versionRef{key.KeyID, version}
+	k.matMu.RLock()
+	m, ok := k.materials[ref]
+	k.matMu.RUnlock()
+	if ok {
+		return m, nil
+	}
+
+	k.matMu.Lock()
+	if m, ok := k.materials[ref]; ok {
+		k.matMu.Unlock()
+		return m, nil
+	}
+	call, running := k.loading[ref]
+	if !running {
+		call = &loadCall{done: make(chan struct{})}
+		k.loading[ref] = call
+	}
+	k.matMu.Unlock()
+
+	if !running {
+		call.key, call.err = k.load(context.WithoutCancel(ctx), key.KeyIDString, int32(version), string(key.KeySpec))
+		k.matMu.Lock()
+		delete(k.loading, ref)
+		if call.err == nil {
+			k.materials[ref] = call.key
+		}
+		k.matMu.Unlock()
+		close(call.done)
+	}
+	select {
+	case <-call.done:
+		if call.err != nil {
+			return nil, fmt.Errorf("key %s version %d: %w", key.KeyIDString, version, call.err)
+		}
+		return call.key, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// EventHandler keeps the keyring in step with an informer of Keys.
+func (k *Keyring) EventHandler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if key, ok := obj.(*kmsv1alpha1.Key); ok {
+				k.Upsert(key)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if key, ok := obj.(*kmsv1alpha1.Key); ok {
+				k.Upsert(key)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if key, ok := obj.(*kmsv1alpha1.Key); ok {
+				k.Remove(key.Namespace, key.Name)
+			}
+		},
+	}
+}
