@@ -15,6 +15,8 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 BUF_VERSION ?= v1.75.0
 BUF ?= $(LOCALBIN)/buf-$(BUF_VERSION)
+GRPCURL_VERSION ?= v1.9.3
+GRPCURL ?= $(LOCALBIN)/grpcurl-$(GRPCURL_VERSION)
 PROTOC_GEN_GO_VERSION ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
 # protoc plugins, found by buf on PATH; the folder name pins both versions.
@@ -89,8 +91,8 @@ run: build ## Start a local control plane, the manager and the samples (Ctrl-C s
 ##@ Test
 
 .PHONY: test
-test: build ## Unit tests and envtest suites against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
+test: build $(GRPCURL) ## Unit tests, envtest suites and end-to-end tests against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" GRPCURL="$(GRPCURL)" $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
 
 .PHONY: test-fips
 test-fips: ## Run the crypto and sealing tests with the FIPS 140-3 module in strict mode.
@@ -111,3 +113,7 @@ $(PROTOC_PLUGINS):
 	GOBIN=$(PROTOC_PLUGINS).tmp $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(PROTOC_PLUGINS).tmp $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	mv $(PROTOC_PLUGINS).tmp $(PROTOC_PLUGINS)
+
+$(GRPCURL): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	mv $(LOCALBIN)/grpcurl $(GRPCURL)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
+	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/seal"
 )
@@ -25,6 +27,8 @@ type Config struct {
 	DeletionWindowOverride time.Duration
 	// KeyController and RetentionController tune the two controllers.
 	KeyController, RetentionController controller.Options
+	// CAPEM, when set, is published to every namespace (CABundleReconciler).
+	CAPEM []byte
 }
 
 // Setup registers every kubekms controller with the manager.
@@ -39,19 +43,27 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}).SetupWithManager(mgr, cfg.KeyController); err != nil {
 		return err
 	}
-	return (&RetentionReconciler{
+	if err := (&RetentionReconciler{
 		Client:   mgr.GetClient(),
 		Store:    cfg.Store,
 		Recorder: mgr.GetEventRecorder("kubekms-retention-controller"),
 		Clock:    cfg.Clock,
-	}).SetupWithManager(mgr, cfg.RetentionController)
+	}).SetupWithManager(mgr, cfg.RetentionController); err != nil {
+		return err
+	}
+	if len(cfg.CAPEM) == 0 {
+		return nil
+	}
+	return (&CABundleReconciler{Client: mgr.GetClient(), CAPEM: cfg.CAPEM}).SetupWithManager(mgr)
 }
 
 // CacheOptions limits the manager's Secret cache to the Secrets kubekms
-// writes in its own namespace: it never caches the cluster's Secrets.
+// writes in its own namespace (it never caches the cluster's Secrets), and
+// its ConfigMap cache to the published CA bundles.
 func CacheOptions(namespace string) cache.Options {
 	own := labels.SelectorFromSet(labels.Set{seal.ManagedByLabel: seal.ManagedByValue})
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Namespaces: map[string]cache.Config{namespace: {}}, Label: own},
+		&corev1.Secret{}:    {Namespaces: map[string]cache.Config{namespace: {}}, Label: own},
+		&corev1.ConfigMap{}: {Field: fields.OneTermEqualSelector("metadata.name", certs.CAConfigMapName)},
 	}}
 }

@@ -4,9 +4,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,10 +19,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/certs"
+	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/seal"
 )
@@ -34,6 +40,10 @@ type options struct {
 	devDeletionWindow time.Duration
 	leaderElectionID  string
 	maxConcurrentKeys int
+	dataplaneAddr     string
+	dataplaneInsecure bool
+	dataplaneDNSNames string
+	dataplaneIPs      string
 	zap               zap.Options
 }
 
@@ -51,6 +61,10 @@ func main() {
 	flag.IntVar(&opts.maxConcurrentKeys, "max-concurrent-key-reconciles", 4, "Keys reconciled in parallel.")
 	flag.DurationVar(&opts.devDeletionWindow, "dev-deletion-window", 0,
 		"FOR TESTS AND LOCAL DEVELOPMENT ONLY: replace every Key's deletion window (168h..720h) with this duration, so deleted material is destroyed sooner. Never set it in production.")
+	flag.StringVar(&opts.dataplaneAddr, "dataplane-bind-address", ":50051", "Address of the gRPC KeyManagementService (every replica serves).")
+	flag.BoolVar(&opts.dataplaneInsecure, "dataplane-insecure", false, "FOR LOCAL DEVELOPMENT ONLY: serve the data plane without TLS.")
+	flag.StringVar(&opts.dataplaneDNSNames, "dataplane-dns-names", "", "Comma-separated DNS names of the serving certificate (default kubekms.<namespace>.svc and kubekms.<namespace>.svc.cluster.local).")
+	flag.StringVar(&opts.dataplaneIPs, "dataplane-ip-addresses", "", "Comma-separated IP addresses of the serving certificate, e.g. 127.0.0.1 for local use.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 
@@ -96,13 +110,31 @@ func run(ctx context.Context, opts options) error {
 			"window", opts.devDeletionWindow.String())
 	}
 
+	ca, err := certs.LoadOrCreateCA(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.namespace, time.Now())
+	if err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	tlsConfig, err := servingTLS(opts, ca)
+	if err != nil {
+		return err
+	}
+
 	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.namespace, Sealer: sealer}
+	if _, err := dataplane.Setup(ctx, mgr, dataplane.Config{
+		Addr:     opts.dataplaneAddr,
+		TLS:      tlsConfig,
+		Store:    store,
+		Registry: ctrlmetrics.Registry,
+	}); err != nil {
+		return fmt.Errorf("set up data plane: %w", err)
+	}
 	if err := controllers.Setup(mgr, controllers.Config{
 		Store:                  store,
 		Clock:                  clock.RealClock{},
 		Random:                 rand.Reader,
 		DeletionWindowOverride: opts.devDeletionWindow,
 		KeyController:          controller.Options{MaxConcurrentReconciles: opts.maxConcurrentKeys},
+		CAPEM:                  ca.CertPEM,
 	}); err != nil {
 		return fmt.Errorf("set up controllers: %w", err)
 	}
@@ -115,4 +147,35 @@ func run(ctx context.Context, opts options) error {
 	}
 	log.Info("Starting manager", "namespace", opts.namespace, "leaderElection", opts.leaderElect)
 	return mgr.Start(ctx)
+}
+
+// servingTLS is the data plane's TLS configuration: a certificate issued by
+// the operator's CA for the configured names; nil when TLS is turned off.
+func servingTLS(opts options, ca *certs.CA) (*tls.Config, error) {
+	if opts.dataplaneInsecure {
+		ctrl.Log.Info("WARNING: --dataplane-insecure serves the data plane without TLS; for local development only")
+		return nil, nil
+	}
+	issuer := &certs.Issuer{CA: ca, Clock: clock.RealClock{}, DNSNames: splitList(opts.dataplaneDNSNames)}
+	if len(issuer.DNSNames) == 0 {
+		issuer.DNSNames = []string{"kubekms." + opts.namespace + ".svc", "kubekms." + opts.namespace + ".svc.cluster.local"}
+	}
+	for _, s := range splitList(opts.dataplaneIPs) {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return nil, fmt.Errorf("--dataplane-ip-addresses: %q is not an IP address", s)
+		}
+		issuer.IPs = append(issuer.IPs, ip)
+	}
+	return issuer.TLSConfig()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -28,7 +28,7 @@ import (
 
 type options struct {
 	dir, manager, crds, samples, namespace string
-	metricsAddr, probeAddr                 string
+	metricsAddr, probeAddr, dataplaneAddr  string
 	deletionWindow                         time.Duration
 }
 
@@ -41,6 +41,7 @@ func main() {
 	flag.StringVar(&o.namespace, "operator-namespace", "kubekms-system", "The operator's namespace.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "The manager's metrics address.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "The manager's health probe address.")
+	flag.StringVar(&o.dataplaneAddr, "dataplane-address", "127.0.0.1:50051", "Where the manager serves the gRPC data plane (TLS, certificate valid for 127.0.0.1 and localhost).")
 	flag.DurationVar(&o.deletionWindow, "deletion-window", 5*time.Minute, "Deletion window of every key here (short, for local development only).")
 	flag.Parse()
 
@@ -94,14 +95,6 @@ func run(ctx context.Context, o options) (err error) {
 	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return err
 	}
-	envPath := filepath.Join(dir, "env")
-	envFile := fmt.Sprintf("# Written by `make run`: source it to use the local control plane.\n"+
-		"export KUBECONFIG=%q\n"+
-		"# kubectl matching the local kube-apiserver.\n"+
-		"export PATH=%q:\"$PATH\"\n", kubeconfigPath, assets)
-	if err := os.WriteFile(envPath, []byte(envFile), 0o600); err != nil {
-		return err
-	}
 
 	cs, err := kubernetes.NewForConfig(admin.Config())
 	if err != nil {
@@ -119,6 +112,10 @@ func run(ctx context.Context, o options) (err error) {
 		"--metrics-bind-address", o.metricsAddr,
 		"--health-probe-bind-address", o.probeAddr,
 		"--dev-deletion-window", o.deletionWindow.String(),
+		"--dataplane-bind-address", o.dataplaneAddr,
+		"--dataplane-dns-names", "localhost",
+		"--dataplane-ip-addresses", "127.0.0.1,::1",
+		"--leader-elect=false",
 	)
 	mgr.Stdout, mgr.Stderr = os.Stdout, os.Stderr
 	// Its own process group: Ctrl-C reaches devenv, which stops the manager
@@ -146,6 +143,21 @@ func run(ctx context.Context, o options) (err error) {
 	if err := waitReady(ctx, "http://"+o.probeAddr+"/readyz", exited); err != nil {
 		return err
 	}
+	caPath := filepath.Join(dir, "ca.crt")
+	if err := writeCA(ctx, cs, caPath); err != nil {
+		return err
+	}
+	envPath := filepath.Join(dir, "env")
+	envFile := fmt.Sprintf("# Written by `make run`: source it to use the local control plane.\n"+
+		"export KUBECONFIG=%q\n"+
+		"export KUBEKMS_ADDRESS=%q\n"+
+		"export KUBEKMS_CA_FILE=%q\n"+
+		"# kubectl matching the local kube-apiserver.\n"+
+		"export PATH=%q:\"$PATH\"\n", kubeconfigPath, o.dataplaneAddr, caPath, assets)
+	if err := os.WriteFile(envPath, []byte(envFile), 0o600); err != nil {
+		return err
+	}
+
 	if o.samples != "" {
 		say("applying %s", o.samples)
 		apply := exec.CommandContext(ctx, filepath.Join(assets, "kubectl"), "--kubeconfig", kubeconfigPath, "apply", "-f", o.samples)
@@ -173,6 +185,26 @@ Press Ctrl-C to stop everything.
 		return nil
 	case err := <-exited:
 		return fmt.Errorf("manager exited: %v", err)
+	}
+}
+
+// writeCA saves the CA bundle the manager publishes (ConfigMap
+// kubekms-ca.crt), as any client in the cluster would read it.
+func writeCA(ctx context.Context, cs kubernetes.Interface, path string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cm, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kubekms-ca.crt", metav1.GetOptions{})
+		if err == nil && cm.Data["ca.crt"] != "" {
+			return os.WriteFile(path, []byte(cm.Data["ca.crt"]), 0o644)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the manager did not publish ConfigMap default/kubekms-ca.crt: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 

@@ -3,13 +3,18 @@ package dataplane_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"strings"
 	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -374,6 +379,21 @@ var _ = Describe("Authentication", func() {
 			_, err := kms.GenerateRandom(withToken(ctx, t), req)
 			return status.Code(err)
 		}, "30s", "500ms").Should(Equal(codes.Unauthenticated))
+	})
+
+	It("serves only TLS that chains to the published CA", func(ctx SpecContext) {
+		target := conn.Target()
+		plain, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		Expect(err).NotTo(HaveOccurred())
+		defer plain.Close()
+		_, err = healthpb.NewHealthClient(plain).Check(ctx, &healthpb.HealthCheckRequest{})
+		Expect(status.Code(err)).To(Equal(codes.Unavailable), "plaintext is refused")
+
+		untrusted, err := grpc.NewClient(target, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: x509.NewCertPool()})))
+		Expect(err).NotTo(HaveOccurred())
+		defer untrusted.Close()
+		_, err = healthpb.NewHealthClient(untrusted).Check(ctx, &healthpb.HealthCheckRequest{})
+		Expect(err).To(MatchError(ContainSubstring("certificate")))
 	})
 
 	It("serves health and reflection without a token", func(ctx SpecContext) {

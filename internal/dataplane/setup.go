@@ -35,6 +35,9 @@ type Config struct {
 	Listening chan<- net.Addr
 }
 
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // Setup adds the data plane to the manager: a keyring kept in step with
 // the Keys informer, and the gRPC server on every replica.
 func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, error) {

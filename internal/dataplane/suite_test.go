@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -23,7 +24,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +48,7 @@ import (
 	"github.com/kubekms/kubekms/controllers"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
+	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/seal"
@@ -93,8 +95,10 @@ var _ = BeforeSuite(func() {
 	clientset = kubernetes.NewForConfigOrDie(cfg)
 	Expect(k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
 
-	kms, conn = startReplica(true)
-	kms2, _ = startReplica(false)
+	ca, err := certs.LoadOrCreateCA(context.Background(), k8sClient, k8sClient, operatorNamespace, time.Now())
+	Expect(err).NotTo(HaveOccurred())
+	kms, conn = startReplica(ca, true)
+	kms2, _ = startReplica(ca, false)
 })
 
 var _ = AfterSuite(func() {
@@ -110,7 +114,7 @@ var _ = AfterSuite(func() {
 // startReplica runs a manager as cmd/manager does: the controllers (only
 // when withControllers; a second replica is not the leader) and the data
 // plane, on a loopback port. It returns a client of its data plane.
-func startReplica(withControllers bool) (kmsv1.KeyManagementServiceClient, *grpc.ClientConn) {
+func startReplica(ca *certs.CA, withControllers bool) (kmsv1.KeyManagementServiceClient, *grpc.ClientConn) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -123,11 +127,15 @@ func startReplica(withControllers bool) (kmsv1.KeyManagementServiceClient, *grpc
 	Expect(err).NotTo(HaveOccurred())
 	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: operatorNamespace, Sealer: sealer}
 	if withControllers {
-		Expect(controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader})).To(Succeed())
+		Expect(controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader, CAPEM: ca.CertPEM})).To(Succeed())
 	}
+	issuer := &certs.Issuer{CA: ca, Clock: clock.RealClock{}, DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
+	serverTLS, err := issuer.TLSConfig()
+	Expect(err).NotTo(HaveOccurred())
 	listening := make(chan net.Addr, 1)
 	_, err = dataplane.Setup(context.Background(), mgr, dataplane.Config{
 		Addr:      "127.0.0.1:0",
+		TLS:       serverTLS,
 		Store:     store,
 		Registry:  prometheus.NewRegistry(),
 		Authz:     authz.Options{AllowTTL: time.Second, DenyTTL: 500 * time.Millisecond},
@@ -146,9 +154,21 @@ func startReplica(withControllers bool) (kmsv1.KeyManagementServiceClient, *grpc
 	}()
 	var addr net.Addr
 	Eventually(listening).Should(Receive(&addr))
-	c, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: publishedCA()})))
 	Expect(err).NotTo(HaveOccurred())
 	return kmsv1.NewKeyManagementServiceClient(c), c
+}
+
+// publishedCA reads the CA bundle as a client in any namespace would: from
+// the kubekms-ca.crt ConfigMap the operator publishes.
+func publishedCA() *x509.CertPool {
+	cm := &corev1.ConfigMap{}
+	Eventually(func() error {
+		return k8sClient.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: certs.CAConfigMapName}, cm)
+	}).Should(Succeed())
+	pool := x509.NewCertPool()
+	Expect(pool.AppendCertsFromPEM([]byte(cm.Data[certs.CAConfigMapKey]))).To(BeTrue())
+	return pool
 }
 
 // --- identities and permissions ---

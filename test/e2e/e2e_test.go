@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -18,12 +20,16 @@ import (
 	"github.com/onsi/gomega/gexec"
 )
 
+// secretsSeen are tokens and plaintexts the specs used: none may reach a log.
+var secretsSeen []string
+
 var (
 	assets     string
 	repoRoot   string
 	devDir     string
 	kubeconfig string
 	devenv     *gexec.Session
+	dataplane  string
 )
 
 func TestE2E(t *testing.T) {
@@ -44,6 +50,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	devDir = GinkgoT().TempDir()
+	dataplane = freeAddr()
 	kubeconfig = filepath.Join(devDir, "kubeconfig")
 	cmd := exec.Command(devenvBin,
 		"--dir", devDir,
@@ -51,6 +58,7 @@ var _ = BeforeSuite(func() {
 		"--crds", filepath.Join(repoRoot, "config", "crd", "bases"),
 		"--samples", filepath.Join(repoRoot, "config", "samples"),
 		"--metrics-bind-address", "0",
+		"--dataplane-address", dataplane,
 		"--health-probe-bind-address", freeAddr(),
 	)
 	devenv, err = gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
@@ -152,13 +160,52 @@ spec:
 		Expect(out).To(ContainSubstring("keySpec is immutable"))
 	})
 
+	It("serves the data plane to grpcurl, with reflection and a ServiceAccount token", func() {
+		grpcurl := os.Getenv("GRPCURL")
+		Expect(grpcurl).NotTo(BeEmpty(), "GRPCURL must name the grpcurl binary: run `make test`")
+		token, err := kubectl("create", "token", "sample-app", "-n", "default", "--audience", "kubekms")
+		Expect(err).NotTo(HaveOccurred(), token)
+		token = strings.TrimSpace(token)
+		secretsSeen = append(secretsSeen, token)
+		ca := filepath.Join(devDir, "ca.crt")
+		Expect(ca).To(BeAnExistingFile())
+
+		out, err := exec.Command(grpcurl, "-cacert", ca, dataplane, "list").CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(ContainSubstring("kubekms.v1.KeyManagementService"))
+
+		plaintext := base64.StdEncoding.EncodeToString([]byte("e2e secret value"))
+		auth := "authorization: Bearer " + token
+		out, err = exec.Command(grpcurl, "-cacert", ca, "-H", auth,
+			"-d", fmt.Sprintf(`{"key_id":"sample","plaintext":%q,"encryption_context":{"app":"e2e"}}`, plaintext),
+			dataplane, "kubekms.v1.KeyManagementService/Encrypt").CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		var enc struct {
+			CiphertextBlob string `json:"ciphertextBlob"`
+			KeyVersion     int    `json:"keyVersion"`
+		}
+		Expect(json.Unmarshal(out, &enc)).To(Succeed(), string(out))
+		Expect(enc.CiphertextBlob).NotTo(BeEmpty())
+
+		out, err = exec.Command(grpcurl, "-cacert", ca, "-H", auth,
+			"-d", fmt.Sprintf(`{"ciphertext_blob":%q,"encryption_context":{"app":"e2e"}}`, enc.CiphertextBlob),
+			dataplane, "kubekms.v1.KeyManagementService/Decrypt").CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(ContainSubstring(fmt.Sprintf("%q", plaintext)))
+
+		out, err = exec.Command(grpcurl, "-cacert", ca, "-H", "authorization: Bearer garbage",
+			"-d", `{"number_of_bytes":8}`, dataplane, "kubekms.v1.KeyManagementService/GenerateRandom").CombinedOutput()
+		Expect(err).To(HaveOccurred())
+		Expect(string(out)).To(ContainSubstring("Unauthenticated"))
+	})
+
 	It("never writes key material or the root key into its logs", func() {
 		out, err := kubectl("get", "secrets", "-n", "kubekms-system", "-o", `jsonpath={range .items[*]}{.data.sealed}{.data.root-key-v1}{"\n"}{end}`)
 		Expect(err).NotTo(HaveOccurred(), out)
 		secrets := strings.Fields(out)
 		Expect(secrets).NotTo(BeEmpty())
 		logs := string(devenv.Out.Contents()) + string(devenv.Err.Contents())
-		for _, s := range secrets {
+		for _, s := range append(secrets, secretsSeen...) {
 			Expect(logs).NotTo(ContainSubstring(s))
 		}
 	})
