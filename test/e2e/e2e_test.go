@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,7 @@ var (
 	kubeconfig string
 	devenv     *gexec.Session
 	dataplane  string
+	pluginDir  string
 )
 
 func TestE2E(t *testing.T) {
@@ -48,6 +50,11 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	devenvBin, err := gexec.Build("github.com/kubekms/kubekms/hack/devenv")
 	Expect(err).NotTo(HaveOccurred())
+	cli, err := gexec.Build("github.com/kubekms/kubekms/cmd/kubectl-kms")
+	Expect(err).NotTo(HaveOccurred())
+	// kubectl finds plugins on PATH by name.
+	pluginDir = GinkgoT().TempDir()
+	Expect(os.Symlink(cli, filepath.Join(pluginDir, "kubectl-kms"))).To(Succeed())
 
 	devDir = GinkgoT().TempDir()
 	dataplane = freeAddr()
@@ -197,6 +204,58 @@ spec:
 			"-d", `{"number_of_bytes":8}`, dataplane, "kubekms.v1.KeyManagementService/GenerateRandom").CombinedOutput()
 		Expect(err).To(HaveOccurred())
 		Expect(string(out)).To(ContainSubstring("Unauthenticated"))
+	})
+
+	It("lets kubectl kms encrypt and decrypt a value and a large file, after source bin/dev/env", func() {
+		dir := GinkgoT().TempDir()
+		big := make([]byte, 100_000)
+		_, _ = rand.Read(big)
+		Expect(os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o600)).To(Succeed())
+		secret := "e2e database password"
+		secretsSeen = append(secretsSeen, secret)
+		script := fmt.Sprintf(`set -euo pipefail
+source %q
+export PATH=%q:"$PATH"
+cd %q
+echo -n %q | kubectl kms encrypt --key sample --service-account sample-app > small.kms
+grep -q '^kms:v1:' small.kms
+kubectl kms decrypt -f small.kms --service-account sample-app > small.out
+kubectl kms encrypt --key default/sample --service-account sample-app -f big.bin -e app=e2e > big.kms
+grep -q '^kms:env1:' big.kms
+kubectl kms decrypt -f big.kms --service-account sample-app -e app=e2e > big.out
+if kubectl kms decrypt -f big.kms --service-account sample-app -e app=other 2> wrong.err; then exit 1; fi
+`, filepath.Join(devDir, "env"), pluginDir, dir, secret)
+		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(os.ReadFile(filepath.Join(dir, "small.out"))).To(Equal([]byte(secret)))
+		Expect(os.ReadFile(filepath.Join(dir, "big.out"))).To(Equal(big))
+		Expect(os.ReadFile(filepath.Join(dir, "wrong.err"))).To(ContainSubstring("InvalidArgument: the ciphertext does not decrypt"))
+		Expect(os.ReadFile(filepath.Join(dir, "small.kms"))).NotTo(ContainSubstring(secret))
+	})
+
+	It("rotates with kubectl kms rotate, and old ciphertexts still decrypt", func() {
+		dir := GinkgoT().TempDir()
+		script := fmt.Sprintf(`set -euo pipefail
+source %q
+export PATH=%q:"$PATH"
+cd %q
+echo -n before | kubectl kms encrypt --key sample --service-account sample-app > old.kms
+kubectl kms rotate sample
+for i in $(seq 50); do
+  v=$(kubectl get key sample -o jsonpath='{.status.currentVersion}')
+  [ "$v" -ge 3 ] && break; sleep 0.2
+done
+echo -n after | kubectl kms encrypt --key sample --service-account sample-app -o json > new.json
+kubectl kms decrypt -f old.kms --service-account sample-app
+`, filepath.Join(devDir, "env"), pluginDir, dir)
+		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(HaveSuffix("before"))
+		var fresh struct{ KeyVersion int }
+		raw, err := os.ReadFile(filepath.Join(dir, "new.json"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(json.Unmarshal(raw, &fresh)).To(Succeed())
+		Expect(fresh.KeyVersion).To(BeNumerically(">=", 3), "new ciphertexts use the new version")
 	})
 
 	It("never writes key material or the root key into its logs", func() {

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+
+	"github.com/kubekms/kubekms/internal/kmsclient"
+)
+
+// connection flags, shared by every data-plane command.
+type connection struct {
+	kube           *genericclioptions.ConfigFlags
+	address        string
+	caFile         string
+	insecure       bool
+	token          string
+	serviceAccount string
+	kmsNamespace   string
+	timeout        time.Duration
+
+	stopForward func()
+}
+
+const (
+	managerSelector = "app.kubernetes.io/name=kubekms,app.kubernetes.io/component=manager"
+	dataplanePort   = "50051"
+	caConfigMap     = "kubekms-ca.crt"
+)
+
+// namespace is the namespace kubectl would use (-n, or the context's).
+func (c *connection) namespace() (string, error) {
+	ns, _, err := c.kube.ToRawKubeConfigLoader().Namespace()
+	return ns, err
+}
+
+// client dials the data plane: the address and CA from flags or
+// KUBEKMS_ADDRESS/KUBEKMS_CA_FILE, else through a port-forward to a ready
+// manager pod, trusting the CA the cluster publishes.
+func (c *connection) client(ctx context.Context) (*kmsclient.Client, error) {
+	cfg := kmsclient.Config{
+		Address:  firstOf(c.address, os.Getenv("KUBEKMS_ADDRESS")),
+		CAFile:   firstOf(c.caFile, os.Getenv("KUBEKMS_CA_FILE")),
+		Insecure: c.insecure,
+		Retry:    kmsclient.Retry{Budget: c.timeout},
+	}
+	token, err := c.tokenSource(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Token = token
+	if cfg.Address == "" {
+		if err := c.portForward(ctx, &cfg); err != nil {
+			return nil, fmt.Errorf("no KUBEKMS_ADDRESS, and reaching kubekms through the API server failed: %w", err)
+		}
+	}
+	return kmsclient.New(cfg)
+}
+
+// tokenSource picks the caller's token: --token or KUBEKMS_TOKEN; else a
+// short-lived token requested for --service-account (audience kubekms);
+// else the kubeconfig's bearer token.
+func (c *connection) tokenSource(ctx context.Context) (kmsclient.TokenSource, error) {
+	if t := firstOf(c.token, os.Getenv("KUBEKMS_TOKEN")); t != "" {
+		return kmsclient.StaticToken(t), nil
+	}
+	restConfig, err := c.kube.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	if c.serviceAccount != "" {
+		ns, err := c.namespace()
+		if err != nil {
+			return nil, err
+		}
+		cs, err := kubernetes.NewForConfig(restConfig)
+		if err != nil {
+			return nil, err
+		}
+		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, c.serviceAccount, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"kubekms"}, ExpirationSeconds: new(int64(600))},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("request a token for ServiceAccount %s/%s: %w", ns, c.serviceAccount, err)
+		}
+		return kmsclient.StaticToken(tr.Status.Token), nil
+	}
+	if restConfig.BearerToken != "" {
+		return kmsclient.StaticToken(restConfig.BearerToken), nil
+	}
+	if restConfig.BearerTokenFile != "" {
+		b, err := os.ReadFile(restConfig.BearerTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		return kmsclient.StaticToken(string(b)), nil
+	}
+	return nil, errors.New("no token: pass --service-account NAME (a token with audience kubekms is requested for it), --kms-token, or use a kubeconfig with a bearer token")
+}
+
+// portForward reaches a ready manager pod through the API server, as
+// kubectl port-forward does, and trusts the CA the cluster publishes.
+func (c *connection) portForward(ctx context.Context, cfg *kmsclient.Config) error {
+	restConfig, err := c.kube.ToRESTConfig()
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return err
+	}
+	pod, err := readyManagerPod(ctx, cs, c.kmsNamespace)
+	if err != nil {
+		return err
+	}
+	cm, err := cs.CoreV1().ConfigMaps(c.kmsNamespace).Get(ctx, caConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read the CA (ConfigMap %s/%s): %w", c.kmsNamespace, caConfigMap, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(cm.Data["ca.crt"])) {
+		return fmt.Errorf("ConfigMap %s/%s holds no CA certificate", c.kmsNamespace, caConfigMap)
+	}
+	local, stop, err := forward(restConfig, cs, c.kmsNamespace, pod)
+	if err != nil {
+		return err
+	}
+	c.stopForward = stop
+	cfg.Address, cfg.RootCAs, cfg.ServerName = local, pool, "kubekms."+c.kmsNamespace+".svc"
+	return nil
+}
+
+func readyManagerPod(ctx context.Context, cs kubernetes.Interface, ns string) (string, error) {
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: managerSelector})
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
+				return p.Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no ready kubekms manager pod (%s) in namespace %s", managerSelector, ns)
+}
+
+func forward(restConfig *rest.Config, cs kubernetes.Interface, ns, pod string) (string, func(), error) {
+	transport, upgrader, err := spdy.RoundTripperFor(restConfig)
+	if err != nil {
+		return "", nil, err
+	}
+	url := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("portforward").URL()
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
+	stop, ready := make(chan struct{}), make(chan struct{})
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + dataplanePort}, stop, ready, io.Discard, os.Stderr)
+	if err != nil {
+		return "", nil, err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- fw.ForwardPorts() }()
+	select {
+	case <-ready:
+	case err := <-errc:
+		return "", nil, fmt.Errorf("port-forward to %s/%s: %w", ns, pod, err)
+	case <-time.After(30 * time.Second):
+		close(stop)
+		return "", nil, fmt.Errorf("port-forward to %s/%s did not become ready", ns, pod)
+	}
+	ports, err := fw.GetPorts()
+	if err != nil || len(ports) == 0 {
+		close(stop)
+		return "", nil, fmt.Errorf("port-forward to %s/%s: no local port", ns, pod)
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(ports[0].Local)), func() { close(stop) }, nil
+}
+
+func (c *connection) close() {
+	if c.stopForward != nil {
+		c.stopForward()
+	}
+}
+
+func firstOf(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
