@@ -76,8 +76,9 @@ verify: manifests generate proto ## Regenerate all generated files, then fail on
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and the dev environment runner into bin/.
+build: ## Build the manager, the kubectl-kms plugin and the dev environment runner into bin/.
 	$(GO) build -o $(LOCALBIN)/manager ./cmd/manager
+	$(GO) build -o $(LOCALBIN)/kubectl-kms ./cmd/kubectl-kms
 	$(GO) build -o $(LOCALBIN)/devenv ./hack/devenv
 
 .PHONY: controlplane
@@ -93,10 +94,20 @@ run: build ## Start a local control plane, the manager and the samples (Ctrl-C s
 .PHONY: test
 test: build $(GRPCURL) ## Unit tests, envtest suites and end-to-end tests against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" GRPCURL="$(GRPCURL)" $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
+	$(MAKE) --no-print-directory test-fips
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+.PHONY: fuzz
+fuzz: ## Fuzz the ciphertext parser for FUZZTIME (default 30s).
+	$(GO) test ./internal/crypto/ -run '^$$' -fuzz FuzzDecrypt -fuzztime $(FUZZTIME)
+
+.PHONY: bench
+bench: ## Benchmark the data plane against a bare gRPC echo ceiling (prints ops/s, p50, p99).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench $(BENCH_FLAGS)
 
 .PHONY: test-fips
-test-fips: ## Run the crypto and sealing tests with the FIPS 140-3 module in strict mode.
-	GOFIPS140=v1.0.0 GODEBUG=fips140=only $(GO) test -count=1 ./internal/seal/... -run 'Test[^E]'
+test-fips: ## Build with Go's validated FIPS 140-3 module and run the crypto and sealing tests in strict mode.
+	GOFIPS140=v1.0.0 GODEBUG=fips140=only $(GO) test -count=1 ./internal/crypto/... ./internal/seal/...
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)

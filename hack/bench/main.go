@@ -1,0 +1,315 @@
+// Command bench is `make bench`: the real data plane (TLS, TokenReview and
+// SubjectAccessReview against a local kube-apiserver, cached as in
+// production) under a concurrent load generator in the same process, next to
+// a bare gRPC echo server with the same messages and TLS as the ceiling.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/certs"
+	"github.com/kubekms/kubekms/internal/dataplane"
+	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/seal"
+)
+
+const ns = "kubekms-system"
+
+var (
+	duration = flag.Duration("duration", 4*time.Second, "Measuring time of each run.")
+	workers  = flag.Int("workers", 32, "Concurrent callers in the peak runs.")
+	conns    = flag.Int("conns", 4, "gRPC connections the callers share.")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// echo answers Encrypt with the plaintext as the ciphertext: gRPC, TLS and
+// protobuf with no authentication, policy or crypto.
+type echo struct {
+	kmsv1.UnimplementedKeyManagementServiceServer
+}
+
+func (echo) Encrypt(_ context.Context, req *kmsv1.EncryptRequest) (*kmsv1.EncryptResponse, error) {
+	return &kmsv1.EncryptResponse{CiphertextBlob: req.Plaintext, KeyId: "echo", KeyVersion: 1}, nil
+}
+
+func run() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctrl.SetLogger(logrDiscard())
+
+	env := &envtest.Environment{CRDDirectoryPaths: []string{"config/crd/bases"}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = kmsv1alpha1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Cache: controllers.CacheOptions(ns)})
+	if err != nil {
+		return err
+	}
+	sealer, err := seal.LoadOrCreateLocal(ctx, mgr.GetClient(), mgr.GetAPIReader(), ns, rand.Reader)
+	if err != nil {
+		return err
+	}
+	ca, err := certs.LoadOrCreateCA(ctx, mgr.GetClient(), mgr.GetAPIReader(), ns, time.Now())
+	if err != nil {
+		return err
+	}
+	issuer := &certs.Issuer{CA: ca, Clock: clock.RealClock{}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
+	serverTLS, err := issuer.TLSConfig()
+	if err != nil {
+		return err
+	}
+	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, Sealer: sealer}
+	if err := controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader}); err != nil {
+		return err
+	}
+	listening := make(chan net.Addr, 1)
+	if _, err := dataplane.Setup(ctx, mgr, dataplane.Config{Addr: "127.0.0.1:0", TLS: serverTLS, Store: store, Registry: prometheus.NewRegistry(), Listening: listening}); err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	kmsAddr := (<-listening).String()
+
+	echoLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	echoSrv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
+	kmsv1.RegisterKeyManagementServiceServer(echoSrv, echo{})
+	go func() { _ = echoSrv.Serve(echoLis) }()
+	defer echoSrv.Stop()
+
+	token, err := setupCaller(ctx, c, cs)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	kms, err := dialAll(kmsAddr, roots)
+	if err != nil {
+		return err
+	}
+	echoClients, err := dialAll(echoLis.Addr().String(), roots)
+	if err != nil {
+		return err
+	}
+	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+
+	small, big := make([]byte, 32), make([]byte, 4096)
+	ct, err := kms[0].Encrypt(actx, &kmsv1.EncryptRequest{KeyId: "bench", Plaintext: big})
+	if err != nil {
+		return fmt.Errorf("first Encrypt: %w", err)
+	}
+
+	encrypt := func(pt []byte) func(kmsv1.KeyManagementServiceClient) error {
+		return func(k kmsv1.KeyManagementServiceClient) error {
+			_, err := k.Encrypt(actx, &kmsv1.EncryptRequest{KeyId: "bench", Plaintext: pt})
+			return err
+		}
+	}
+	runs := []struct {
+		name    string
+		clients []kmsv1.KeyManagementServiceClient
+		call    func(kmsv1.KeyManagementServiceClient) error
+	}{
+		{"echo_32B", echoClients, encrypt(small)},
+		{"encrypt_32B", kms, encrypt(small)},
+		{"echo_4KiB", echoClients, encrypt(big)},
+		{"encrypt_4KiB", kms, encrypt(big)},
+		{"decrypt_4KiB", kms, func(k kmsv1.KeyManagementServiceClient) error {
+			_, err := k.Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: ct.CiphertextBlob})
+			return err
+		}},
+		{"generate_data_key", kms, func(k kmsv1.KeyManagementServiceClient) error {
+			_, err := k.GenerateDataKey(actx, &kmsv1.GenerateDataKeyRequest{KeyId: "bench", KeySpec: "AES_256"})
+			return err
+		}},
+	}
+	fmt.Printf("kubekms data plane benchmark: %d callers over %d TLS connections, %s per run, load generator in the same process\n\n", *workers, *conns, *duration)
+	fmt.Printf("%-20s %12s %10s %10s\n", "operation", "ops/s", "p50", "p99")
+	results := map[string]result{}
+	for _, r := range runs {
+		res, err := measure(r.clients, *workers, *duration, 0, r.call)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+		results[r.name] = res
+		fmt.Printf("%-20s %12.0f %10s %10s\n", r.name, res.opsPerSec, res.p50, res.p99)
+	}
+	half := results["encrypt_4KiB"].opsPerSec / 2
+	paced, err := measure(kms, *workers, *duration, half, encrypt(big))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-20s %12.0f %10s %10s   (paced at half of peak)\n", "encrypt_4KiB@50%", paced.opsPerSec, paced.p50, paced.p99)
+	fmt.Printf("\nratio encrypt_32B/echo_32B = %.2f\n", results["encrypt_32B"].opsPerSec/results["echo_32B"].opsPerSec)
+	fmt.Printf("ratio encrypt_4KiB/echo_4KiB = %.2f\n", results["encrypt_4KiB"].opsPerSec/results["echo_4KiB"].opsPerSec)
+	return nil
+}
+
+type result struct {
+	opsPerSec float64
+	p50, p99  time.Duration
+}
+
+// measure runs call from n workers for d after a short warm-up. With rate
+// > 0 the workers are paced to that many calls per second in total.
+func measure(clients []kmsv1.KeyManagementServiceClient, n int, d time.Duration, rate float64, call func(kmsv1.KeyManagementServiceClient) error) (result, error) {
+	warm := time.Now().Add(500 * time.Millisecond)
+	end := warm.Add(d)
+	var mu sync.Mutex
+	var all []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			k := clients[w%len(clients)]
+			var lat []time.Duration
+			var interval time.Duration
+			next := time.Now()
+			if rate > 0 {
+				interval = time.Duration(float64(time.Second) * float64(n) / rate)
+				next = next.Add(time.Duration(w) * interval / time.Duration(n))
+			}
+			for {
+				if interval > 0 {
+					time.Sleep(time.Until(next))
+					next = next.Add(interval)
+				}
+				start := time.Now()
+				if start.After(end) {
+					break
+				}
+				if err := call(k); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				if start.After(warm) {
+					lat = append(lat, time.Since(start))
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	if len(all) == 0 {
+		return result{}, fmt.Errorf("no calls completed")
+	}
+	slices.Sort(all)
+	return result{
+		opsPerSec: float64(len(all)) / d.Seconds(),
+		p50:       all[len(all)/2].Round(time.Microsecond),
+		p99:       all[len(all)*99/100].Round(time.Microsecond),
+	}, nil
+}
+
+func dialAll(addr string, roots *x509.CertPool) ([]kmsv1.KeyManagementServiceClient, error) {
+	var out []kmsv1.KeyManagementServiceClient
+	for range *conns {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots})))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kmsv1.NewKeyManagementServiceClient(cc))
+	}
+	return out, nil
+}
+
+// setupCaller makes the key "bench", a ServiceAccount allowed to use it, and
+// a token for that account.
+func setupCaller(ctx context.Context, c client.Client, cs kubernetes.Interface) (string, error) {
+	const app = "default"
+	objs := []client.Object{
+		&kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: app, Name: "bench"}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: app, Name: "bench"}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: app, Name: "bench"}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, Verbs: []string{"encrypt", "decrypt", "generatedatakey"},
+		}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: app, Name: "bench"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "bench"},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: app, Name: "bench"}}},
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil {
+			return "", err
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		key := &kmsv1alpha1.Key{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: app, Name: "bench"}, key); err == nil && key.Status.State == kmsv1alpha1.KeyStateEnabled {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("key bench not ready")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(app).CreateToken(ctx, "bench", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"kubekms"}, ExpirationSeconds: new(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return tr.Status.Token, nil
+}
+
+func logrDiscard() logr.Logger { return logr.Discard() }
