@@ -123,6 +123,40 @@ func TestEveryBitFlipAndTruncationIsRefused(t *testing.T) {
 	}
 }
 
+// Every single-bit flip of the encryption context's keys and values is
+// refused too: the context is authenticated, though not carried.
+func TestEveryContextBitFlipIsRefused(t *testing.T) {
+	ctx := map[string]string{"tenant": "shop", "purpose": "cards"}
+	blob := encrypt(t, []byte("reference plaintext"), ctx)
+	for k, v := range ctx {
+		for i := range len(k) * 8 {
+			kb := []byte(k)
+			kb[i/8] ^= 1 << (i % 8)
+			bad := map[string]string{string(kb): v}
+			for k2, v2 := range ctx {
+				if k2 != k {
+					bad[k2] = v2
+				}
+			}
+			if _, err := Decrypt(testKey, blob, bad); !errors.Is(err, ErrInvalidCiphertext) {
+				t.Fatalf("flip of bit %d of key %q accepted", i, k)
+			}
+		}
+		for i := range len(v) * 8 {
+			vb := []byte(v)
+			vb[i/8] ^= 1 << (i % 8)
+			bad := map[string]string{}
+			for k2, v2 := range ctx {
+				bad[k2] = v2
+			}
+			bad[k] = string(vb)
+			if _, err := Decrypt(testKey, blob, bad); !errors.Is(err, ErrInvalidCiphertext) {
+				t.Fatalf("flip of bit %d of value %q accepted", i, v)
+			}
+		}
+	}
+}
+
 func TestContextEncodingIsUnambiguous(t *testing.T) {
 	pairs := [][2]map[string]string{
 		{{"a": "bc"}, {"ab": "c"}},

@@ -181,6 +181,7 @@ spec:
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		Expect(string(out)).To(ContainSubstring("kubekms.v1.KeyManagementService"))
 
+		secretsSeen = append(secretsSeen, "e2e secret value")
 		plaintext := base64.StdEncoding.EncodeToString([]byte("e2e secret value"))
 		auth := "authorization: Bearer " + token
 		out, err = exec.Command(grpcurl, "-cacert", ca, "-H", auth,
