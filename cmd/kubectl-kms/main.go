@@ -106,6 +106,16 @@ func parseContext(pairs []string) (map[string]string, error) {
 	return out, nil
 }
 
+// readRequest reads the input and parses the encryption context.
+func readRequest(s io3, file string, pairs []string) ([]byte, map[string]string, error) {
+	ec, err := parseContext(pairs)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := readInput(s, file)
+	return data, ec, err
+}
+
 func readInput(s io3, file string) ([]byte, error) {
 	var r io.Reader = s.in
 	if file != "" && file != "-" {
@@ -141,11 +151,7 @@ func encryptCmd(conn *connection, s io3) *cobra.Command {
 		Example: `  echo -n 's3cr3t' | kubectl kms encrypt --key payments --service-account api
   kubectl kms encrypt --key shop/payments -f big.json --encryption-context tenant=shop > big.json.kms`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ec, err := parseContext(ctxPairs)
-			if err != nil {
-				return err
-			}
-			data, err := readInput(s, file)
+			data, ec, err := readRequest(s, file, ctxPairs)
 			if err != nil {
 				return err
 			}
@@ -208,11 +214,7 @@ func decryptCmd(conn *connection, s io3) *cobra.Command {
 		Short:   "Decrypt a kubekms ciphertext (kms:v1: or kms:env1:, text or raw)",
 		Example: `  kubectl kms decrypt -f secret.kms --service-account api`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ec, err := parseContext(ctxPairs)
-			if err != nil {
-				return err
-			}
-			data, err := readInput(s, file)
+			data, ec, err := readRequest(s, file, ctxPairs)
 			if err != nil {
 				return err
 			}

@@ -202,8 +202,12 @@ func EncodeText(blob []byte) string {
 
 // DecodeCiphertext accepts a ciphertext in binary or text form and returns
 // the binary form.
-func DecodeCiphertext(b []byte) ([]byte, error) {
-	rest, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte(TextPrefix))
+func DecodeCiphertext(b []byte) ([]byte, error) { return decodeText(b, TextPrefix) }
+
+// decodeText returns the binary form of b: b itself, or the base64url after
+// prefix when b is in text form.
+func decodeText(b []byte, prefix string) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte(prefix))
 	if !ok {
 		return b, nil
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/cipher"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 )
 
@@ -92,17 +91,7 @@ func EncodeEnvelopeText(blob []byte) string {
 }
 
 // DecodeEnvelope accepts an envelope in binary or text form.
-func DecodeEnvelope(b []byte) ([]byte, error) {
-	rest, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte(EnvelopeTextPrefix))
-	if !ok {
-		return b, nil
-	}
-	blob, err := base64.RawURLEncoding.DecodeString(string(rest))
-	if err != nil {
-		return nil, errors.Join(ErrInvalidCiphertext, err)
-	}
-	return blob, nil
-}
+func DecodeEnvelope(b []byte) ([]byte, error) { return decodeText(b, EnvelopeTextPrefix) }
 
 func envelopeAEAD(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
