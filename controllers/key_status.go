@@ -37,7 +37,9 @@ func computeStatus(key *kmsv1alpha1.Key, obs observed) kmsv1alpha1.KeyStatus {
 		KeyUsage:           effectiveKeyUsage(&key.Spec),
 		ObservedGeneration: key.Generation,
 		Conditions:         slices.Clone(key.Status.Conditions),
-		State:              kmsv1alpha1.KeyStateCreating,
+		// Written by the data plane; the controller only carries it over.
+		LastUsed: key.Status.LastUsed,
+		State:    kmsv1alpha1.KeyStateCreating,
 	}
 	ready := metav1.Condition{Type: kmsv1alpha1.KeyConditionReady, ObservedGeneration: key.Generation}
 	switch {

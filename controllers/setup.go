@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
@@ -58,12 +59,15 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 }
 
 // CacheOptions limits the manager's Secret cache to the Secrets kubekms
-// writes in its own namespace (it never caches the cluster's Secrets), and
-// its ConfigMap cache to the published CA bundles.
+// writes in its own namespace (it never caches the cluster's Secrets), its
+// ConfigMap cache to the published CA bundles, and its EndpointSlice cache
+// to its own namespace.
 func CacheOptions(namespace string) cache.Options {
 	own := labels.SelectorFromSet(labels.Set{seal.ManagedByLabel: seal.ManagedByValue})
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Secret{}:    {Namespaces: map[string]cache.Config{namespace: {}}, Label: own},
 		&corev1.ConfigMap{}: {Field: fields.OneTermEqualSelector("metadata.name", certs.CAConfigMapName)},
+		// The data plane counts its replicas from its Service's endpoints.
+		&discoveryv1.EndpointSlice{}: {Namespaces: map[string]cache.Config{namespace: {}}},
 	}}
 }

@@ -207,6 +207,21 @@ type KeyVersion struct {
 	CreatedAt metav1.Time `json:"createdAt"`
 }
 
+// KeyUse is the last use of a key in one operation class.
+type KeyUse struct {
+	// class is the operation class: symmetric, rsa or ecc.
+	// +required
+	// +kubebuilder:validation:Enum=symmetric;rsa;ecc
+	Class string `json:"class"`
+	// time of the last use seen.
+	// +required
+	Time metav1.Time `json:"time"`
+	// principal that used it (a username or system:serviceaccount:ns:name).
+	// +required
+	// +kubebuilder:validation:MaxLength=512
+	Principal string `json:"principal"`
+}
+
 // KeyStatus is the observed state of a Key.
 type KeyStatus struct {
 	// keyID is the key's stable identity, written into every ciphertext.
@@ -249,6 +264,15 @@ type KeyStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	PublicKey string `json:"publicKey,omitempty"`
+
+	// lastUsed is when the key was last used successfully, per operation
+	// class, and by whom. The data plane updates it at most once per
+	// interval (default 1m), so "is it safe to delete?" has an answer.
+	// +optional
+	// +listType=map
+	// +listMapKey=class
+	// +kubebuilder:validation:MaxItems=3
+	LastUsed []KeyUse `json:"lastUsed,omitempty"`
 
 	// observedGeneration is the generation this status describes.
 	// +optional

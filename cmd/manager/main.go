@@ -24,9 +24,11 @@ import (
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/quota"
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
@@ -44,6 +46,11 @@ type options struct {
 	dataplaneInsecure bool
 	dataplaneDNSNames string
 	dataplaneIPs      string
+	dataplaneService  string
+	quotaConfig       string
+	auditLog          string
+	auditFailClosed   bool
+	usageInterval     time.Duration
 	zap               zap.Options
 }
 
@@ -65,6 +72,11 @@ func main() {
 	flag.BoolVar(&opts.dataplaneInsecure, "dataplane-insecure", false, "FOR LOCAL DEVELOPMENT ONLY: serve the data plane without TLS.")
 	flag.StringVar(&opts.dataplaneDNSNames, "dataplane-dns-names", "", "Comma-separated DNS names of the serving certificate (default kubekms.<namespace>.svc and kubekms.<namespace>.svc.cluster.local).")
 	flag.StringVar(&opts.dataplaneIPs, "dataplane-ip-addresses", "", "Comma-separated IP addresses of the serving certificate, e.g. 127.0.0.1 for local use.")
+	flag.StringVar(&opts.dataplaneService, "dataplane-service", "kubekms", "Service of the data plane: each replica enforces quota / its ready endpoints.")
+	flag.StringVar(&opts.quotaConfig, "quota-config", "", "Quota configuration file (YAML), reloaded when it changes; built-in defaults when empty.")
+	flag.StringVar(&opts.auditLog, "audit-log", "-", "Where audit records go: - for stdout, or a file path (appended).")
+	flag.BoolVar(&opts.auditFailClosed, "audit-fail-closed", false, "Refuse data-plane requests whose audit record cannot be written.")
+	flag.DurationVar(&opts.usageInterval, "usage-interval", time.Minute, "How often key use is summarised as Events and status.lastUsed.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 
@@ -119,12 +131,25 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 
+	auditSink, auditFile, err := audit.Open(opts.auditLog)
+	if err != nil {
+		return err
+	}
+	defer auditFile.Close()
+
 	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.namespace, Sealer: sealer}
 	if _, err := dataplane.Setup(ctx, mgr, dataplane.Config{
-		Addr:     opts.dataplaneAddr,
-		TLS:      tlsConfig,
-		Store:    store,
-		Registry: ctrlmetrics.Registry,
+		Addr:            opts.dataplaneAddr,
+		TLS:             tlsConfig,
+		Store:           store,
+		Registry:        ctrlmetrics.Registry,
+		Quota:           quota.NewLimiter(quota.DefaultConfig(), nil),
+		QuotaFile:       opts.quotaConfig,
+		Namespace:       opts.namespace,
+		Service:         opts.dataplaneService,
+		Audit:           auditSink,
+		AuditFailClosed: opts.auditFailClosed,
+		UsageInterval:   opts.usageInterval,
 	}); err != nil {
 		return fmt.Errorf("set up data plane: %w", err)
 	}

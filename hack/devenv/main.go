@@ -30,6 +30,8 @@ type options struct {
 	dir, manager, crds, samples, namespace string
 	metricsAddr, probeAddr, dataplaneAddr  string
 	deletionWindow                         time.Duration
+	quotaConfig                            string
+	usageInterval                          time.Duration
 }
 
 func main() {
@@ -42,6 +44,8 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "The manager's metrics address.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "The manager's health probe address.")
 	flag.StringVar(&o.dataplaneAddr, "dataplane-address", "127.0.0.1:50051", "Where the manager serves the gRPC data plane (TLS, certificate valid for 127.0.0.1 and localhost).")
+	flag.StringVar(&o.quotaConfig, "quota-config", "", "Quota configuration file for the manager (built-in defaults when empty).")
+	flag.DurationVar(&o.usageInterval, "usage-interval", 10*time.Second, "How often the manager summarises key use as Events.")
 	flag.DurationVar(&o.deletionWindow, "deletion-window", 5*time.Minute, "Deletion window of every key here (short, for local development only).")
 	flag.Parse()
 
@@ -105,8 +109,15 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("create namespace %s: %w", o.namespace, err)
 	}
 
-	say("starting the manager")
-	mgr := exec.Command(o.manager,
+	say("starting the manager (audit records go to %s)", filepath.Join(dir, "audit.log"))
+	args := []string{
+		"--audit-log", filepath.Join(dir, "audit.log"),
+		"--usage-interval", o.usageInterval.String(),
+	}
+	if o.quotaConfig != "" {
+		args = append(args, "--quota-config", o.quotaConfig)
+	}
+	mgr := exec.Command(o.manager, append(args,
 		"--kubeconfig", kubeconfigPath,
 		"--operator-namespace", o.namespace,
 		"--metrics-bind-address", o.metricsAddr,
@@ -116,7 +127,7 @@ func run(ctx context.Context, o options) (err error) {
 		"--dataplane-dns-names", "localhost",
 		"--dataplane-ip-addresses", "127.0.0.1,::1",
 		"--leader-elect=false",
-	)
+	)...)
 	mgr.Stdout, mgr.Stderr = os.Stdout, os.Stderr
 	// Its own process group: Ctrl-C reaches devenv, which stops the manager
 	// once and in order.

@@ -74,6 +74,7 @@ var _ = Describe("KeyManagementService", func() {
 		tok = kmsToken(ctx, ns, "api")
 		actx = withToken(context.Background(), tok)
 		secretsSeen = append(secretsSeen, tok, string(plain))
+		usable(actx, "payments")
 	})
 
 	It("encrypts and decrypts, naming the key by name, namespace/name or keyID", func() {
@@ -105,6 +106,7 @@ var _ = Describe("KeyManagementService", func() {
 		Expect(err).NotTo(HaveOccurred())
 		newReadyKey(ctx, ns, "other")
 		grant(ctx, ns, "api", "other", "encrypt", "decrypt")
+		usable(actx, "other")
 		other, err := kms.Encrypt(actx, &kmsv1.EncryptRequest{KeyId: "other", Plaintext: plain, EncryptionContext: map[string]string{"tenant": "shop"}})
 		Expect(err).NotTo(HaveOccurred())
 

@@ -2,10 +2,12 @@ package dataplane
 
 import (
 	"fmt"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // ErrorDomain is the ErrorInfo domain of every kubekms error.
@@ -22,6 +24,7 @@ const (
 	ReasonIncorrectKey      = "IncorrectKeyException"
 	ReasonInvalidKeyUsage   = "InvalidKeyUsageException"
 	ReasonInternal          = "KMSInternalException"
+	ReasonThrottling        = "ThrottlingException"
 )
 
 // invalidCiphertextMessage is the one message of every Decrypt failure.
@@ -55,6 +58,22 @@ func errValidation(format string, args ...any) error {
 
 func errInternal() error {
 	return newError(codes.Unavailable, ReasonInternal, "kubekms could not complete the request; retry with backoff")
+}
+
+func errThrottled(namespace string, class string, retryAfter time.Duration) error {
+	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
+		"namespace %q is over its %s request quota; retry after %s", namespace, class, retryAfter.Round(time.Millisecond)))
+	if withInfo, err := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: ReasonThrottling, Domain: ErrorDomain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)},
+	); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+func errAuditUnavailable() error {
+	return newError(codes.Unavailable, ReasonInternal, "the audit log cannot be written, and kubekms is set to refuse requests it cannot audit (fail closed); retry with backoff")
 }
 
 // ReasonOf returns the ErrorInfo reason of an error made by this package,

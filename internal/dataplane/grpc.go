@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,20 +16,24 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/quota"
 )
 
 const servicePrefix = "/" + "kubekms.v1.KeyManagementService" + "/"
 
 // Metrics of the data plane.
 type Metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	throttled *prometheus.CounterVec
 }
 
 // NewMetrics creates the data-plane metrics and registers them.
@@ -43,8 +48,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Data-plane request latency by operation.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs .. ~1.6s
 		}, []string{"operation"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubekms_quota_throttled_requests_total",
+			Help: "Requests refused for quota, by caller namespace and operation class.",
+		}, []string{"namespace", "class"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.throttled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -59,13 +68,21 @@ type Options struct {
 	TLS           *tls.Config
 	Authenticator *authn.Authenticator
 	Metrics       *Metrics
+	// Quota throttles callers; nil turns quotas off.
+	Quota *quota.Limiter
+	// Audit receives one record per call; nil writes none. With
+	// AuditFailClosed a call whose record cannot be written is refused.
+	Audit           audit.Sink
+	AuditFailClosed bool
+	// Usage summarises calls as Events on the Keys; nil turns it off.
+	Usage *audit.Usage
 }
 
 // NewGRPCServer returns a gRPC server with the KeyManagementService, gRPC
 // health and server reflection (so grpcurl works).
 func NewGRPCServer(kms *Server, o Options) *grpc.Server {
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(o.observe, o.authenticate),
+		grpc.ChainUnaryInterceptor(o.observe, o.record, o.authenticate, o.throttle),
 		grpc.MaxRecvMsgSize(64 << 10),
 	}
 	if o.TLS != nil {
@@ -96,7 +113,109 @@ func (o Options) authenticate(ctx context.Context, req any, info *grpc.UnaryServ
 		log.FromContext(ctx).Error(err, "Could not authenticate")
 		return nil, errInternal()
 	}
-	return handler(withPrincipal(ctx, p), req)
+	c := callOf(ctx)
+	c.principal = p
+	c.record.Principal = audit.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, ServiceAccount: p.ServiceAccount, PodName: p.PodName, PodUID: p.PodUID}
+	c.record.SourceNamespace = p.Namespace
+	return handler(ctx, req)
+}
+
+// throttle applies the caller namespace's quota.
+func (o Options) throttle(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if o.Quota == nil || !strings.HasPrefix(info.FullMethod, servicePrefix) {
+		return handler(ctx, req)
+	}
+	op := info.FullMethod[len(servicePrefix):]
+	ns := principal(ctx).Namespace
+	d := o.Quota.Allow(ns, classOf(op), op)
+	if !d.Allowed {
+		if o.Metrics != nil {
+			o.Metrics.throttled.WithLabelValues(ns, string(d.Class)).Inc()
+		}
+		return nil, errThrottled(ns, string(d.Class), d.RetryAfter)
+	}
+	return handler(ctx, req)
+}
+
+// classOf is an operation's quota class. Every operation served now is
+// symmetric; RSA and ECC operations will be classed by their key.
+func classOf(string) quota.Class { return quota.Symmetric }
+
+// record gives every KeyManagementService call its state and writes its
+// audit record before the response (and any plaintext) leaves. With
+// AuditFailClosed, a call whose record cannot be written is refused.
+func (o Options) record(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !strings.HasPrefix(info.FullMethod, servicePrefix) {
+		return handler(ctx, req)
+	}
+	op := info.FullMethod[len(servicePrefix):]
+	rec := &audit.Record{
+		AuditVersion: audit.Version, EventTime: time.Now().UTC(), RequestID: audit.NewRequestID(), EventName: op,
+		RequestedKey: requestedKey(req), EncryptionContextKeys: contextKeys(req),
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		rec.SourceAddress = p.Addr.String()
+	}
+	c := &call{principal: &authn.Principal{}, record: rec}
+	resp, err := handler(withCall(ctx, c), req)
+	rec.Outcome, rec.ErrorCode = outcome(err)
+	if o.Audit != nil {
+		if werr := o.Audit.Write(rec); werr != nil {
+			log.FromContext(ctx).Error(werr, "Could not write an audit record", "requestID", rec.RequestID, "failClosed", o.AuditFailClosed)
+			if o.AuditFailClosed {
+				return nil, errAuditUnavailable()
+			}
+		}
+	}
+	if o.Usage != nil {
+		o.Usage.Observe(rec, c.keyUID, string(classOf(op)))
+	}
+	return resp, err
+}
+
+func outcome(err error) (string, string) {
+	if err == nil {
+		return audit.Allowed, ""
+	}
+	reason := ReasonOf(err)
+	switch reason {
+	case ReasonAccessDenied, ReasonUnauthenticated, ReasonThrottling:
+		return audit.Denied, reason
+	case "":
+		return audit.Error, status.Code(err).String()
+	}
+	return audit.Error, reason
+}
+
+func requestedKey(req any) string {
+	if r, ok := req.(interface{ GetKeyId() string }); ok {
+		return r.GetKeyId()
+	}
+	if r, ok := req.(*kmsv1.ReEncryptRequest); ok {
+		return r.GetSourceKeyId()
+	}
+	return ""
+}
+
+// contextKeys lists the encryption context's keys, never its values.
+func contextKeys(req any) []string {
+	var maps []map[string]string
+	switch r := req.(type) {
+	case interface{ GetEncryptionContext() map[string]string }:
+		maps = append(maps, r.GetEncryptionContext())
+	case *kmsv1.ReEncryptRequest:
+		maps = append(maps, r.GetSourceEncryptionContext(), r.GetDestinationEncryptionContext())
+	}
+	var keys []string
+	for _, m := range maps {
+		for k := range m {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // observe counts requests and measures latency.

@@ -12,10 +12,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/crypto"
@@ -97,12 +99,16 @@ func (s *Server) ReEncrypt(ctx context.Context, req *kmsv1.ReEncryptRequest) (*k
 	defer clear(pt)
 	dst := src
 	if req.DestinationKeyId != "" {
-		if dst, err = s.authorizedKey(ctx, "ReEncryptTo", req.DestinationKeyId); err != nil {
+		srcRecord := *callOf(ctx).record.Key
+		dst, err = s.authorizedKey(ctx, "ReEncryptTo", req.DestinationKeyId)
+		callOf(ctx).record.Key = &srcRecord // the source stays the record's key
+		if err != nil {
 			return nil, err
 		}
 	} else if err := s.authorize(ctx, "ReEncryptTo", src.KeyIDString, src); err != nil {
 		return nil, err
 	}
+	noteDestination(ctx, dst)
 	blob, err := s.encrypt(ctx, dst, pt, req.DestinationEncryptionContext)
 	if err != nil {
 		return nil, err
@@ -229,6 +235,7 @@ func (s *Server) decrypt(ctx context.Context, action string, raw []byte, ec map[
 		// The same answer as "not allowed", so key IDs cannot be probed.
 		return nil, nil, 0, errAccessDenied(principal(ctx).Username, action, h.KeyID.String())
 	}
+	noteKey(ctx, key, h.Version)
 	if err := s.authorize(ctx, action, h.KeyID.String(), key); err != nil {
 		return nil, nil, 0, err
 	}
@@ -271,6 +278,7 @@ func (s *Server) authorizedKey(ctx context.Context, action, ref string) (*keyrin
 		}
 		return nil, errAccessDenied(p.Username, action, ref)
 	}
+	noteKey(ctx, key, key.CurrentVersion)
 	return key, s.authorize(ctx, action, ref, key)
 }
 
@@ -374,15 +382,37 @@ func checkAlgorithm(field, alg string) error {
 	return nil
 }
 
-type principalKey struct{}
-
-func withPrincipal(ctx context.Context, p *authn.Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+// call is the state of one request, shared by the interceptors and the
+// handler: who called, the audit record being filled, the key used.
+type call struct {
+	principal *authn.Principal
+	record    *audit.Record
+	keyUID    types.UID
 }
 
-func principal(ctx context.Context) *authn.Principal {
-	if p, ok := ctx.Value(principalKey{}).(*authn.Principal); ok {
-		return p
+type callKey struct{}
+
+func withCall(ctx context.Context, c *call) context.Context {
+	return context.WithValue(ctx, callKey{}, c)
+}
+
+func callOf(ctx context.Context) *call {
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		return c
 	}
-	return &authn.Principal{}
+	return &call{principal: &authn.Principal{}, record: &audit.Record{}}
+}
+
+func principal(ctx context.Context) *authn.Principal { return callOf(ctx).principal }
+
+// noteKey records the key (and version) a call used, for the audit record
+// and the usage summary.
+func noteKey(ctx context.Context, key *keyring.Key, version uint32) {
+	c := callOf(ctx)
+	c.record.Key = &audit.KeyRef{Namespace: key.Namespace, Name: key.Name, KeyID: key.KeyIDString, Version: version}
+	c.keyUID = key.UID
+}
+
+func noteDestination(ctx context.Context, key *keyring.Key) {
+	callOf(ctx).record.DestinationKey = &audit.KeyRef{Namespace: key.Namespace, Name: key.Name, KeyID: key.KeyIDString, Version: key.CurrentVersion}
 }

@@ -1,22 +1,29 @@
 package dataplane
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/keyring"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/quota"
 )
 
 // Config is what the data plane needs from the manager.
@@ -33,10 +40,28 @@ type Config struct {
 	Authz authz.Options
 	// Listening, if set, receives the bound address once serving.
 	Listening chan<- net.Addr
+
+	// Quota throttles callers (nil: no quotas). QuotaFile, when set, is
+	// watched and reloaded every QuotaReload (default 5s).
+	Quota       *quota.Limiter
+	QuotaFile   string
+	QuotaReload time.Duration
+	// Namespace and Service name the Service whose ready endpoints count
+	// the replicas sharing the quota (each enforces limit / replicas).
+	Namespace, Service string
+
+	// Audit receives one record per call (nil: none); AuditFailClosed
+	// refuses calls whose record cannot be written.
+	Audit           audit.Sink
+	AuditFailClosed bool
+	// UsageInterval is how often use is summarised as Events and
+	// status.lastUsed (default 1m; negative turns it off).
+	UsageInterval time.Duration
 }
 
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=discovery.k8s.io,namespace=kubekms-system,resources=endpointslices,verbs=get;list;watch
 
 // Setup adds the data plane to the manager: a keyring kept in step with
 // the Keys informer, and the gRPC server on every replica.
@@ -57,17 +82,102 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 	if err != nil {
 		return nil, fmt.Errorf("data plane metrics: %w", err)
 	}
+	if err := setupQuota(ctx, mgr, cfg); err != nil {
+		return nil, err
+	}
+	var usage *audit.Usage
+	if cfg.UsageInterval >= 0 {
+		usage = &audit.Usage{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kubekms-dataplane"), Interval: cmp.Or(cfg.UsageInterval, time.Minute)}
+		if err := mgr.Add(usage); err != nil {
+			return nil, err
+		}
+	}
 	srv := NewGRPCServer(&Server{
 		Keys:       keys,
 		Authorizer: authz.New(cs.AuthorizationV1().SubjectAccessReviews(), cfg.Authz),
 		Random:     rand.Reader,
 	}, Options{
-		TLS:           cfg.TLS,
-		Authenticator: authn.New(cs.AuthenticationV1().TokenReviews(), cfg.Authn),
-		Metrics:       metrics,
+		TLS:             cfg.TLS,
+		Authenticator:   authn.New(cs.AuthenticationV1().TokenReviews(), cfg.Authn),
+		Metrics:         metrics,
+		Quota:           cfg.Quota,
+		Audit:           cfg.Audit,
+		AuditFailClosed: cfg.AuditFailClosed,
+		Usage:           usage,
 	})
 	if err := mgr.Add(&Runnable{Addr: cfg.Addr, Server: srv, Listening: cfg.Listening}); err != nil {
 		return nil, err
 	}
 	return srv, nil
+}
+
+// setupQuota loads and watches the quota file, counts the replicas from the
+// Service's ready endpoints, and exports the buckets' levels.
+func setupQuota(ctx context.Context, mgr ctrl.Manager, cfg Config) error {
+	if cfg.Quota == nil {
+		return nil
+	}
+	if cfg.QuotaFile != "" {
+		w := &quota.FileWatcher{Path: cfg.QuotaFile, Interval: cmp.Or(cfg.QuotaReload, 5*time.Second), Limiter: cfg.Quota}
+		if err := w.Load(); err != nil {
+			return err
+		}
+		if err := mgr.Add(w); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Registry.Register(levels{cfg.Quota}); err != nil {
+		return err
+	}
+	if cfg.Service == "" {
+		return nil
+	}
+	inf, err := mgr.GetCache().GetInformer(ctx, &discoveryv1.EndpointSlice{})
+	if err != nil {
+		return fmt.Errorf("endpointslices informer: %w", err)
+	}
+	recount := func() {
+		list := &discoveryv1.EndpointSliceList{}
+		if err := mgr.GetClient().List(ctx, list, client.InNamespace(cfg.Namespace),
+			client.MatchingLabels{discoveryv1.LabelServiceName: cfg.Service}); err != nil {
+			return
+		}
+		cfg.Quota.SetReplicas(readyEndpoints(list.Items))
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { recount() },
+		UpdateFunc: func(any, any) { recount() },
+		DeleteFunc: func(any) { recount() },
+	})
+	return err
+}
+
+// readyEndpoints counts the distinct ready endpoints across slices.
+func readyEndpoints(slices []discoveryv1.EndpointSlice) int {
+	seen := map[string]bool{}
+	for _, s := range slices {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+				continue
+			}
+			if len(e.Addresses) > 0 {
+				seen[e.Addresses[0]] = true
+			}
+		}
+	}
+	return len(seen)
+}
+
+// levels exports the tokens left in each quota bucket.
+type levels struct{ l *quota.Limiter }
+
+var levelsDesc = prometheus.NewDesc("kubekms_quota_tokens", "Tokens left in a quota bucket (this replica).",
+	[]string{"namespace", "class", "operation"}, nil)
+
+func (levels) Describe(ch chan<- *prometheus.Desc) { ch <- levelsDesc }
+
+func (c levels) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.l.Levels() {
+		ch <- prometheus.MustNewConstMetric(levelsDesc, prometheus.GaugeValue, l.Tokens, l.Namespace, l.Class, l.Operation)
+	}
 }

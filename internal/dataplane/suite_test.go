@@ -212,6 +212,18 @@ func grant(ctx context.Context, ns, sa, key string, verbs ...string) {
 	})).To(Succeed())
 }
 
+// usable waits until a freshly created key and a fresh grant have reached
+// the API server's RBAC cache and every replica's keyring.
+func usable(ctx context.Context, key string) {
+	GinkgoHelper()
+	for _, k := range []kmsv1.KeyManagementServiceClient{kms, kms2} {
+		Eventually(func() error {
+			_, err := k.Encrypt(ctx, &kmsv1.EncryptRequest{KeyId: key, Plaintext: []byte("probe")})
+			return err
+		}).Should(Succeed())
+	}
+}
+
 // resignedToken re-signs a real token's claims, moved by shift, with the API
 // server's own ServiceAccount signing key. With a shift of an hour into the
 // past it is a genuine expired token.

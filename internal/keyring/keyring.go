@@ -25,6 +25,7 @@ var ErrNotFound = errors.New("key not found")
 // Key is an immutable snapshot of what the data plane needs of a Key.
 type Key struct {
 	Namespace, Name string
+	UID             types.UID
 	KeyID           crypto.KeyID
 	KeyIDString     string
 	KeySpec         kmsv1alpha1.KeySpecType
@@ -80,7 +81,7 @@ func New(load Loader) *Keyring {
 // by name only.
 func (k *Keyring) Upsert(obj *kmsv1alpha1.Key) {
 	snap := &Key{
-		Namespace: obj.Namespace, Name: obj.Name,
+		Namespace: obj.Namespace, Name: obj.Name, UID: obj.UID,
 		KeyIDString:     obj.Status.KeyID,
 		KeySpec:         obj.Spec.KeySpec,
 		KeyUsage:        obj.Status.KeyUsage,
