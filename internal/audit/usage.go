@@ -22,6 +22,7 @@ import (
 const (
 	ReasonUsed         = "Used"
 	ReasonAccessDenied = "AccessDenied"
+	ReasonThrottled    = "Throttled"
 	ReasonFailed       = "Failed"
 	actionUse          = "Use"
 )
@@ -31,9 +32,9 @@ const (
 const DefaultMaxEventsPerKey = 10
 
 type usageKey struct {
-	key                           types.NamespacedName
-	uid                           types.UID
-	principal, operation, outcome string
+	key                                      types.NamespacedName
+	uid                                      types.UID
+	principal, operation, outcome, errorCode string
 }
 
 type lastUse struct {
@@ -63,7 +64,7 @@ func (u *Usage) Observe(r *Record, uid types.UID, class string) {
 	}
 	k := usageKey{
 		key: types.NamespacedName{Namespace: r.Key.Namespace, Name: r.Key.Name}, uid: uid,
-		principal: r.Principal.Username, operation: r.EventName, outcome: r.Outcome,
+		principal: r.Principal.Username, operation: r.EventName, outcome: r.Outcome, errorCode: r.ErrorCode,
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -128,14 +129,20 @@ func (u *Usage) Flush(ctx context.Context) {
 				break
 			}
 			reason, typ := ReasonUsed, corev1.EventTypeNormal
-			switch row.k.outcome {
-			case Denied:
+			switch {
+			case row.k.errorCode == "ThrottlingException":
+				reason, typ = ReasonThrottled, corev1.EventTypeWarning
+			case row.k.outcome == Denied:
 				reason, typ = ReasonAccessDenied, corev1.EventTypeWarning
-			case Error:
+			case row.k.outcome == Error:
 				reason, typ = ReasonFailed, corev1.EventTypeWarning
 			}
+			outcome := row.k.outcome
+			if row.k.errorCode != "" {
+				outcome += ": " + row.k.errorCode
+			}
 			u.Recorder.Eventf(obj, nil, typ, reason, actionUse, "%s: %s x%d (%s) in the last %s",
-				row.k.principal, row.k.operation, row.n, row.k.outcome, u.Interval)
+				row.k.principal, row.k.operation, row.n, outcome, u.Interval)
 		}
 	}
 	for key, uses := range last {

@@ -24,6 +24,7 @@ import (
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/keyring"
 	"github.com/kubekms/kubekms/internal/quota"
 )
 
@@ -76,6 +77,9 @@ type Options struct {
 	AuditFailClosed bool
 	// Usage summarises calls as Events on the Keys; nil turns it off.
 	Usage *audit.Usage
+	// Keys attributes calls refused before the handler ran (throttled) to
+	// the key they named.
+	Keys *keyring.Keyring
 }
 
 // NewGRPCServer returns a gRPC server with the KeyManagementService, gRPC
@@ -159,6 +163,14 @@ func (o Options) record(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	c := &call{principal: &authn.Principal{}, record: rec}
 	resp, err := handler(withCall(ctx, c), req)
 	rec.Outcome, rec.ErrorCode = outcome(err)
+	if rec.Key == nil && rec.RequestedKey != "" && c.principal.Username != "" && o.Keys != nil {
+		// Refused before the handler resolved it (throttled): name the key
+		// the caller asked for, so the audit record and the Key's Events show it.
+		if key, err := o.Keys.Resolve(c.principal.Namespace, rec.RequestedKey); err == nil {
+			rec.Key = &audit.KeyRef{Namespace: key.Namespace, Name: key.Name, KeyID: key.KeyIDString}
+			c.keyUID = key.UID
+		}
+	}
 	if o.Audit != nil {
 		if werr := o.Audit.Write(rec); werr != nil {
 			log.FromContext(ctx).Error(werr, "Could not write an audit record", "requestID", rec.RequestID, "failClosed", o.AuditFailClosed)

@@ -104,6 +104,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 		Audit:           cfg.Audit,
 		AuditFailClosed: cfg.AuditFailClosed,
 		Usage:           usage,
+		Keys:            keys,
 	})
 	if err := mgr.Add(&Runnable{Addr: cfg.Addr, Server: srv, Listening: cfg.Listening}); err != nil {
 		return nil, err

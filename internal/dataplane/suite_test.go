@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -46,11 +47,13 @@ import (
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/quota"
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
@@ -67,6 +70,11 @@ var (
 	conn      *grpc.ClientConn
 	logs      *syncBuffer
 	stops     []context.CancelFunc
+	// The replicas' quota limiters, the quota file both watch, and their
+	// audit logs.
+	limiters  []*quota.Limiter
+	quotaFile string
+	auditDir  string
 )
 
 func TestDataplane(t *testing.T) {
@@ -97,8 +105,30 @@ var _ = BeforeSuite(func() {
 
 	ca, err := certs.LoadOrCreateCA(context.Background(), k8sClient, k8sClient, operatorNamespace, time.Now())
 	Expect(err).NotTo(HaveOccurred())
-	kms, conn = startReplica(ca, true)
-	kms2, _ = startReplica(ca, false)
+	suiteCA = ca
+
+	// Two ready endpoints of the data-plane Service: each replica enforces
+	// half of every quota.
+	Expect(k8sClient.Create(context.Background(), &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: operatorNamespace, Name: "kubekms-abc12", Labels: map[string]string{discoveryv1.LabelServiceName: "kubekms"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: new(true)}},
+			{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: new(true)}},
+			{Addresses: []string{"10.0.0.3"}, Conditions: discoveryv1.EndpointConditions{Ready: new(false)}},
+		},
+	})).To(Succeed())
+	dir, err := os.MkdirTemp("", "kubekms-dataplane-")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(os.RemoveAll, dir)
+	quotaFile, auditDir = filepath.Join(dir, "quota.yaml"), dir
+	writeQuota("defaults: {symmetric: 4000}")
+
+	var l *quota.Limiter
+	kms, conn, l = startReplica(ca, replicaOptions{controllers: true, auditPath: filepath.Join(dir, "audit-0.log")})
+	limiters = append(limiters, l)
+	kms2, _, l = startReplica(ca, replicaOptions{auditPath: filepath.Join(dir, "audit-1.log")})
+	limiters = append(limiters, l)
 })
 
 var _ = AfterSuite(func() {
@@ -111,10 +141,25 @@ var _ = AfterSuite(func() {
 	}
 })
 
+var suiteCA *certs.CA
+
+func writeQuota(yaml string) {
+	Expect(os.WriteFile(quotaFile, []byte(yaml), 0o600)).To(Succeed())
+}
+
+type replicaOptions struct {
+	// controllers: run the controllers too (the leader).
+	controllers bool
+	// auditPath is the audit log; failClosed refuses what cannot be audited.
+	auditPath  string
+	failClosed bool
+}
+
 // startReplica runs a manager as cmd/manager does: the controllers (only
-// when withControllers; a second replica is not the leader) and the data
-// plane, on a loopback port. It returns a client of its data plane.
-func startReplica(ca *certs.CA, withControllers bool) (kmsv1.KeyManagementServiceClient, *grpc.ClientConn) {
+// for the leader) and the data plane, on a loopback port, with quotas from
+// the suite's quota file and its own audit log. It returns a client of its
+// data plane and its quota limiter.
+func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceClient, *grpc.ClientConn, *quota.Limiter) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -126,21 +171,33 @@ func startReplica(ca *certs.CA, withControllers bool) (kmsv1.KeyManagementServic
 	sealer, err := seal.LoadOrCreateLocal(context.Background(), mgr.GetClient(), mgr.GetAPIReader(), operatorNamespace, rand.Reader)
 	Expect(err).NotTo(HaveOccurred())
 	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: operatorNamespace, Sealer: sealer}
-	if withControllers {
+	if o.controllers {
 		Expect(controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader, CAPEM: ca.CertPEM})).To(Succeed())
 	}
 	issuer := &certs.Issuer{CA: ca, Clock: clock.RealClock{}, DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
 	serverTLS, err := issuer.TLSConfig()
 	Expect(err).NotTo(HaveOccurred())
+	sink, closer, err := audit.Open(o.auditPath)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(closer.Close)
+	limiter := quota.NewLimiter(quota.DefaultConfig(), nil)
 	listening := make(chan net.Addr, 1)
 	_, err = dataplane.Setup(context.Background(), mgr, dataplane.Config{
-		Addr:      "127.0.0.1:0",
-		TLS:       serverTLS,
-		Store:     store,
-		Registry:  prometheus.NewRegistry(),
-		Authz:     authz.Options{AllowTTL: time.Second, DenyTTL: 500 * time.Millisecond},
-		Authn:     authn.Options{TTL: 2 * time.Second},
-		Listening: listening,
+		Addr:            "127.0.0.1:0",
+		TLS:             serverTLS,
+		Store:           store,
+		Registry:        prometheus.NewRegistry(),
+		Authz:           authz.Options{AllowTTL: time.Second, DenyTTL: 500 * time.Millisecond},
+		Authn:           authn.Options{TTL: 2 * time.Second},
+		Listening:       listening,
+		Quota:           limiter,
+		QuotaFile:       quotaFile,
+		QuotaReload:     200 * time.Millisecond,
+		Namespace:       operatorNamespace,
+		Service:         "kubekms",
+		Audit:           sink,
+		AuditFailClosed: o.failClosed,
+		UsageInterval:   time.Second,
 	})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -156,7 +213,7 @@ func startReplica(ca *certs.CA, withControllers bool) (kmsv1.KeyManagementServic
 	Eventually(listening).Should(Receive(&addr))
 	c, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: publishedCA()})))
 	Expect(err).NotTo(HaveOccurred())
-	return kmsv1.NewKeyManagementServiceClient(c), c
+	return kmsv1.NewKeyManagementServiceClient(c), c, limiter
 }
 
 // publishedCA reads the CA bundle as a client in any namespace would: from

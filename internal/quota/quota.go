@@ -224,6 +224,13 @@ func (l *Limiter) limitLocked(k bucketKey) float64 {
 
 func burst(r float64) int { return max(1, int(r)) }
 
+// Limit is the cluster-wide requests per second of a namespace's class.
+func (l *Limiter) Limit(namespace string, c Class) float64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.cfg.For(namespace).class(c)
+}
+
 // Decision is the answer for one request.
 type Decision struct {
 	Allowed bool
