@@ -304,8 +304,10 @@ type Key struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// spec is the desired state of the key.
-	// +required
+	// spec is the desired state of the key. Every field has a default, so a
+	// Key with no spec is a symmetric, enabled key.
+	// +optional
+	// +kubebuilder:default={keySpec: "SYMMETRIC_DEFAULT"}
 	Spec KeySpec `json:"spec"`
 
 	// status is the observed state of the key.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -38,9 +39,11 @@ import (
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/quota"
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
@@ -114,12 +117,45 @@ func run() error {
 	if err := controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader}); err != nil {
 		return err
 	}
-	listening := make(chan net.Addr, 1)
-	if _, err := dataplane.Setup(ctx, mgr, dataplane.Config{Addr: "127.0.0.1:0", TLS: serverTLS, Store: store, Registry: prometheus.NewRegistry(), Listening: listening}); err != nil {
+	// Three data planes on one manager: as in production (quotas, with a
+	// limit the bench never reaches, and an audit log file), without
+	// quotas, and bare (neither), to show what each costs.
+	auditDir, err := os.MkdirTemp("", "kubekms-bench-")
+	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(auditDir)
+	listening := map[string]chan net.Addr{}
+	for _, v := range []struct {
+		name         string
+		quota, audit bool
+	}{{"production", true, true}, {"no-quota", false, true}, {"bare", false, false}} {
+		cfg := dataplane.Config{Addr: "127.0.0.1:0", TLS: serverTLS, Store: store, Registry: prometheus.NewRegistry(), UsageInterval: time.Minute}
+		if v.quota {
+			cfg.Quota = quota.NewLimiter(quota.Config{Defaults: quota.Limits{Symmetric: new(1e9)}}, nil)
+		}
+		if v.audit {
+			sink, closer, err := audit.Open(filepath.Join(auditDir, v.name+".log"))
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			cfg.Audit = sink
+		} else {
+			cfg.UsageInterval = -1
+		}
+		listening[v.name] = make(chan net.Addr, 1)
+		cfg.Listening = listening[v.name]
+		if _, err := dataplane.Setup(ctx, mgr, cfg); err != nil {
+			return err
+		}
+	}
 	go func() { _ = mgr.Start(ctx) }()
-	kmsAddr := (<-listening).String()
+	addrs := map[string]string{}
+	for name, ch := range listening {
+		addrs[name] = (<-ch).String()
+	}
+	kmsAddr := addrs["production"]
 
 	echoLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -137,6 +173,14 @@ func run() error {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	kms, err := dialAll(kmsAddr, roots)
+	if err != nil {
+		return err
+	}
+	noQuota, err := dialAll(addrs["no-quota"], roots)
+	if err != nil {
+		return err
+	}
+	bare, err := dialAll(addrs["bare"], roots)
 	if err != nil {
 		return err
 	}
@@ -175,9 +219,12 @@ func run() error {
 			_, err := k.GenerateDataKey(actx, &kmsv1.GenerateDataKeyRequest{KeyId: "bench", KeySpec: "AES_256"})
 			return err
 		}},
+		{"encrypt_4KiB/no-quota", noQuota, encrypt(big)},
+		{"encrypt_4KiB/bare", bare, encrypt(big)},
 	}
-	fmt.Printf("kubekms data plane benchmark: %d callers over %d TLS connections, %s per run, load generator in the same process\n\n", *workers, *conns, *duration)
-	fmt.Printf("%-20s %12s %10s %10s\n", "operation", "ops/s", "p50", "p99")
+	fmt.Printf("kubekms data plane benchmark: %d callers over %d TLS connections, %s per run, load generator in the same process\n", *workers, *conns, *duration)
+	fmt.Printf("the data plane runs as in production (quotas on, audit records to a file) unless the name says /no-quota (audit only) or /bare (neither)\n\n")
+	fmt.Printf("%-24s %12s %10s %10s\n", "operation", "ops/s", "p50", "p99")
 	results := map[string]result{}
 	for _, r := range runs {
 		res, err := measure(r.clients, *workers, *duration, 0, r.call)
@@ -185,14 +232,17 @@ func run() error {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
 		results[r.name] = res
-		fmt.Printf("%-20s %12.0f %10s %10s\n", r.name, res.opsPerSec, res.p50, res.p99)
+		fmt.Printf("%-24s %12.0f %10s %10s\n", r.name, res.opsPerSec, res.p50, res.p99)
 	}
 	half := results["encrypt_4KiB"].opsPerSec / 2
 	paced, err := measure(kms, *workers, *duration, half, encrypt(big))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-20s %12.0f %10s %10s   (paced at half of peak)\n", "encrypt_4KiB@50%", paced.opsPerSec, paced.p50, paced.p99)
+	fmt.Printf("%-24s %12.0f %10s %10s   (paced at half of peak)\n", "encrypt_4KiB@50%", paced.opsPerSec, paced.p50, paced.p99)
+	prod, nq, b := results["encrypt_4KiB"].opsPerSec, results["encrypt_4KiB/no-quota"].opsPerSec, results["encrypt_4KiB/bare"].opsPerSec
+	fmt.Printf("\noverhead on encrypt_4KiB: quotas %.1f%%, quotas and audit %.1f%% (measured against the same server without them)\n",
+		100*(nq-prod)/nq, 100*(b-prod)/b)
 	fmt.Printf("\nratio encrypt_32B/echo_32B = %.2f\n", results["encrypt_32B"].opsPerSec/results["echo_32B"].opsPerSec)
 	fmt.Printf("ratio encrypt_4KiB/echo_4KiB = %.2f\n", results["encrypt_4KiB"].opsPerSec/results["echo_4KiB"].opsPerSec)
 	return nil

@@ -58,6 +58,8 @@ var _ = BeforeSuite(func() {
 
 	devDir = GinkgoT().TempDir()
 	dataplane = freeAddr()
+	quotaFile := filepath.Join(devDir, "quota.yaml")
+	Expect(os.WriteFile(quotaFile, []byte("namespaces:\n  kms-throttled: {symmetric: 2}\n"), 0o600)).To(Succeed())
 	kubeconfig = filepath.Join(devDir, "kubeconfig")
 	cmd := exec.Command(devenvBin,
 		"--dir", devDir,
@@ -66,6 +68,7 @@ var _ = BeforeSuite(func() {
 		"--samples", filepath.Join(repoRoot, "config", "samples"),
 		"--metrics-bind-address", "0",
 		"--dataplane-address", dataplane,
+		"--quota-config", quotaFile,
 		"--health-probe-bind-address", freeAddr(),
 	)
 	devenv, err = gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
@@ -257,6 +260,64 @@ kubectl kms decrypt -f old.kms --service-account sample-app
 		Expect(err).NotTo(HaveOccurred())
 		Expect(json.Unmarshal(raw, &fresh)).To(Succeed())
 		Expect(fresh.KeyVersion).To(BeNumerically(">=", 3), "new ciphertexts use the new version")
+	})
+
+	It("lets kubectl kms finish in a throttled namespace by backing off", func() {
+		manifest := filepath.Join(GinkgoT().TempDir(), "throttled.yaml")
+		Expect(os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Namespace
+metadata: {name: kms-throttled}
+---
+apiVersion: kms.kubekms.io/v1alpha1
+kind: Key
+metadata: {name: k, namespace: kms-throttled}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: app, namespace: kms-throttled}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: app-uses-keys, namespace: kms-throttled}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubekms-key-user}
+subjects: [{kind: ServiceAccount, name: app, namespace: kms-throttled}]
+`), 0o600)).To(Succeed())
+		out, err := kubectl("apply", "-f", filepath.Join(repoRoot, "config", "rbac", "kms_roles.yaml"))
+		Expect(err).NotTo(HaveOccurred(), out)
+		out, err = kubectl("apply", "-f", manifest)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string {
+			out, _ := kubectl("get", "key", "k", "-n", "kms-throttled", "-o", "jsonpath={.status.state}")
+			return out
+		}, "20s").Should(Equal("Enabled"))
+
+		// 12 calls at once against a quota of 2/s: most are throttled at
+		// first, and every one finishes by backing off.
+		script := fmt.Sprintf(`set -uo pipefail
+source %q
+export PATH=%q:"$PATH"
+token=$(kubectl create token app -n kms-throttled --audience kubekms)
+pids=()
+for i in $(seq 12); do
+  echo -n "job $i" | kubectl kms encrypt --key kms-throttled/k --kms-token "$token" > /dev/null & pids+=($!)
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=$((failed+1)); done
+echo "failed=$failed"
+`, filepath.Join(devDir, "env"), pluginDir)
+		out2, err := exec.Command("bash", "-c", script).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out2))
+		Expect(string(out2)).To(ContainSubstring("failed=0"))
+
+		auditLog, err := os.ReadFile(filepath.Join(devDir, "audit.log"))
+		Expect(err).NotTo(HaveOccurred())
+		throttled := 0
+		for _, line := range strings.Split(string(auditLog), "\n") {
+			if strings.Contains(line, `"sourceNamespace":"kms-throttled"`) && strings.Contains(line, `"errorCode":"ThrottlingException"`) {
+				throttled++
+			}
+		}
+		Expect(throttled).To(BeNumerically(">", 0), "the service throttled and the CLI retried")
 	})
 
 	It("never writes key material or the root key into its logs", func() {
