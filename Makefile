@@ -15,6 +15,8 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 BUF_VERSION ?= v1.75.0
 BUF ?= $(LOCALBIN)/buf-$(BUF_VERSION)
+HELM_VERSION ?= v3.22.0
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 GRPCURL_VERSION ?= v1.9.3
 GRPCURL ?= $(LOCALBIN)/grpcurl-$(GRPCURL_VERSION)
 PROTOC_GEN_GO_VERSION ?= v1.36.12
@@ -28,7 +30,7 @@ PROTOC_PLUGINS ?= $(LOCALBIN)/protoc-plugins-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_G
 ENVTEST_ASSETS = $(shell hack/controlplane.sh)
 
 # Paths that hold generated files: make verify fails if regenerating changes them.
-GENERATED_PATHS = api config
+GENERATED_PATHS = api config charts
 
 # Test knobs.
 GINKGO_FLAGS ?=
@@ -53,6 +55,10 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: chart
+chart: manifests ## Generate the chart's CRDs and RBAC from config/.
+	hack/chartgen.sh
+
 .PHONY: proto
 proto: $(BUF) $(PROTOC_PLUGINS) ## Generate Go code from api/proto.
 	PATH="$(PROTOC_PLUGINS):$$PATH" $(BUF) generate
@@ -66,7 +72,7 @@ vet: ## go vet.
 	$(GO) vet ./...
 
 .PHONY: verify
-verify: manifests generate proto ## Regenerate all generated files, then fail on any diff or unformatted file.
+verify: manifests generate proto chart ## Regenerate all generated files, then fail on any diff or unformatted file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt'ed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@changed=$$(git status --porcelain -- $(GENERATED_PATHS)); if [ -n "$$changed" ]; then \
@@ -76,10 +82,27 @@ verify: manifests generate proto ## Regenerate all generated files, then fail on
 ##@ Build
 
 .PHONY: build
+# The release binaries; the Dockerfile runs the same commands (test/packaging checks).
+RELEASE_BUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
+
 build: ## Build the manager, the kubectl-kms plugin and the dev environment runner into bin/.
-	$(GO) build -o $(LOCALBIN)/manager ./cmd/manager
-	$(GO) build -o $(LOCALBIN)/kubectl-kms ./cmd/kubectl-kms
+	$(RELEASE_BUILD) -o $(LOCALBIN)/manager ./cmd/manager
+	$(RELEASE_BUILD) -o $(LOCALBIN)/kubectl-kms ./cmd/kubectl-kms
 	$(GO) build -o $(LOCALBIN)/devenv ./hack/devenv
+
+IMG ?= kubekms:dev
+
+.PHONY: deploy
+deploy: ## Install kubekms into the cluster of the current kubeconfig (kustomize, config/default).
+	kubectl apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy: ## Remove what deploy installed (CRDs too: this deletes every Key).
+	kubectl delete --ignore-not-found -k config/default
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build -t $(IMG) .
 
 .PHONY: controlplane
 controlplane: ## Build (first time) or find the local kube-apiserver, etcd and kubectl.
@@ -92,8 +115,8 @@ run: build ## Start a local control plane, the manager and the samples (Ctrl-C s
 ##@ Test
 
 .PHONY: test
-test: build $(GRPCURL) ## Unit tests, envtest suites and end-to-end tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" GRPCURL="$(GRPCURL)" $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
+test: build $(GRPCURL) $(HELM) ## Unit tests, envtest suites, packaging checks and end-to-end tests against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" GRPCURL="$(GRPCURL)" HELM="$(HELM)" $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
 	$(MAKE) --no-print-directory test-fips
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
@@ -128,3 +151,7 @@ $(PROTOC_PLUGINS):
 $(GRPCURL): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 	mv $(LOCALBIN)/grpcurl $(GRPCURL)
+
+$(HELM): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $(HELM)

@@ -27,7 +27,10 @@ type CABundleReconciler struct {
 	CAPEM []byte
 }
 
+// namespaces: to publish the CA bundle into each one.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// configmaps, cluster-wide: create and update kubekms-ca.crt in every
+// namespace (RBAC cannot limit create by name); the cache holds only that name.
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
 
 // Reconcile ensures one namespace's ConfigMap holds the CA bundle.

@@ -42,10 +42,18 @@ type KeyReconciler struct {
 	DeletionWindowOverride time.Duration
 }
 
-// +kubebuilder:rbac:groups=kms.kubekms.io,resources=keys,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=kms.kubekms.io,resources=keys/status,verbs=get;update;patch
+// RBAC, each rule justified (docs/install.md has the whole list):
+// keys: watch them all, patch only to add and remove the finalizer.
+// +kubebuilder:rbac:groups=kms.kubekms.io,resources=keys,verbs=get;list;watch;patch
+// keys/status: the controller and the data plane (lastUsed) patch status.
+// +kubebuilder:rbac:groups=kms.kubekms.io,resources=keys/status,verbs=get;patch
+// keys/finalizers: setting a finalizer needs it where OwnerReferencesPermissionEnforcement is on.
 // +kubebuilder:rbac:groups=kms.kubekms.io,resources=keys/finalizers,verbs=update
+// events: lifecycle and usage Events on Keys and material Secrets.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// secrets, only in the operator's namespace: the root key, the CA and one
+// Secret per key version (create), tombstones (patch), destruction after the
+// window (delete). Never Secrets of other namespaces.
 // +kubebuilder:rbac:groups="",namespace=kubekms-system,resources=secrets,verbs=get;list;watch;create;patch;delete
 
 // Reconcile brings a Key's material and status in line with its spec.

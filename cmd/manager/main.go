@@ -32,7 +32,11 @@ import (
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=kubekms-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// leases, only in the operator's namespace: leader election.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=kubekms-system,resources=leases,verbs=get;create;update
+// core events, only in the operator's namespace: leader election records
+// "became leader" on its Lease.
+// +kubebuilder:rbac:groups="",namespace=kubekms-system,resources=events,verbs=create;patch
 
 type options struct {
 	namespace         string

@@ -59,8 +59,12 @@ type Config struct {
 	UsageInterval time.Duration
 }
 
+// tokenreviews: authenticate every caller's token.
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// subjectaccessreviews: the default key policy asks RBAC.
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// endpointslices, only in the operator's namespace: count the ready replicas
+// that share each quota.
 // +kubebuilder:rbac:groups=discovery.k8s.io,namespace=kubekms-system,resources=endpointslices,verbs=get;list;watch
 
 // Setup adds the data plane to the manager: a keyring kept in step with

@@ -1,0 +1,24 @@
+# One image with the manager and the kubectl-kms CLI (the sidecar agent joins
+# it in its release): one thing to build, sign and scan, and the CLI is at
+# hand in the manager's pod for debugging. Binaries are static and the final
+# image is distroless static, running as a numeric non-root user.
+#
+# The build commands must stay those of `make build` (checked by
+# test/packaging).
+
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY api/ api/
+COPY cmd/ cmd/
+COPY controllers/ controllers/
+COPY internal/ internal/
+ENV CGO_ENABLED=0
+RUN go build -trimpath -ldflags="-s -w" -o /out/manager ./cmd/manager
+RUN go build -trimpath -ldflags="-s -w" -o /out/kubectl-kms ./cmd/kubectl-kms
+
+FROM gcr.io/distroless/static:nonroot
+COPY --from=build /out/manager /out/kubectl-kms /
+USER 65532:65532
+ENTRYPOINT ["/manager"]

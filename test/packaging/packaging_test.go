@@ -1,0 +1,392 @@
+// Package packaging checks what a platform admin installs: the chart and the
+// kustomize tree, validated by a real API server, the RBAC they grant
+// (the real manager binary runs with exactly those rights), and the
+// Dockerfile against the Makefile.
+package packaging
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+)
+
+const releaseNS = "kubekms-system"
+
+var (
+	repoRoot   string
+	assets     string
+	helm       string
+	testEnv    *envtest.Environment
+	admin      client.Client
+	clientset  *kubernetes.Clientset
+	kubeconfig string
+	adminKC    []byte
+)
+
+func TestPackaging(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Packaging Suite")
+}
+
+var _ = BeforeSuite(func() {
+	SetDefaultEventuallyTimeout(60 * time.Second)
+	SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
+	var err error
+	repoRoot, err = filepath.Abs(filepath.Join("..", ".."))
+	Expect(err).NotTo(HaveOccurred())
+	assets = os.Getenv("KUBEBUILDER_ASSETS")
+	helm = os.Getenv("HELM")
+	Expect(assets).NotTo(BeEmpty(), "run through `make test`")
+	Expect(helm).NotTo(BeEmpty(), "HELM must name the helm binary: run through `make test`")
+
+	testEnv = &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(repoRoot, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(testEnv.Stop)
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(kmsv1alpha1.AddToScheme(scheme)).To(Succeed())
+	user, err := testEnv.AddUser(envtest.User{Name: "packaging-admin", Groups: []string{"system:masters"}}, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	admin, err = client.New(user.Config(), client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	clientset = kubernetes.NewForConfigOrDie(user.Config())
+	adminKC, err = user.KubeConfig()
+	Expect(err).NotTo(HaveOccurred())
+	kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+	Expect(os.WriteFile(kubeconfig, adminKC, 0o600)).To(Succeed())
+	Expect(admin.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNS}})).To(Succeed())
+})
+
+func run(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = repoRoot
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func kubectl(args ...string) (string, error) {
+	return run(filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+}
+
+func helmTemplate(args ...string) (string, error) {
+	return run(helm, append([]string{"template", "kubekms", "charts/kubekms", "--namespace", releaseNS}, args...)...)
+}
+
+// serverDryRun has the API server validate manifests without storing them.
+func serverDryRun(manifests string) {
+	GinkgoHelper()
+	f := filepath.Join(GinkgoT().TempDir(), "manifests.yaml")
+	Expect(os.WriteFile(f, []byte(manifests), 0o600)).To(Succeed())
+	out, err := kubectl("apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", f)
+	Expect(err).NotTo(HaveOccurred(), out)
+	Expect(out).To(ContainSubstring("(server dry run)"))
+}
+
+const nontrivialValues = `
+image: {repository: registry.example.com/kubekms, tag: "1.2.3", pullPolicy: Always}
+replicas: 3
+antiAffinity: required
+podDisruptionBudget: {enabled: true, minAvailable: 2}
+resources: {requests: {cpu: 200m, memory: 128Mi}, limits: {memory: 512Mi}}
+quota:
+  defaults: {symmetric: 5000, operations: {GenerateDataKeyPair: 20}}
+  namespaces: {batch: {symmetric: 100}}
+audit: {log: /var/log/kubekms/audit.log, failClosed: true}
+usageInterval: 30s
+networkPolicy: {enabled: false}
+crds: {install: true, keep: false}
+logLevel: debug
+`
+
+var _ = Describe("The Helm chart", func() {
+	It("lints", func() {
+		out, err := run(helm, "lint", "charts/kubekms")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("0 chart(s) failed"))
+	})
+
+	It("renders with default values into manifests the API server accepts", func() {
+		out, err := helmTemplate()
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("helm.sh/resource-policy: keep"), "CRDs are kept on uninstall by default")
+		Expect(out).To(ContainSubstring("kind: PodDisruptionBudget"))
+		Expect(out).To(ContainSubstring("kind: NetworkPolicy"))
+		serverDryRun(out)
+	})
+
+	It("renders a non-trivial values file into manifests the API server accepts", func() {
+		values := filepath.Join(GinkgoT().TempDir(), "values.yaml")
+		Expect(os.WriteFile(values, []byte(nontrivialValues), 0o600)).To(Succeed())
+		out, err := helmTemplate("-f", values)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("image: registry.example.com/kubekms:1.2.3"))
+		Expect(out).To(ContainSubstring("replicas: 3"))
+		Expect(out).To(ContainSubstring("requiredDuringSchedulingIgnoredDuringExecution"))
+		Expect(out).To(ContainSubstring("--audit-fail-closed"))
+		Expect(out).To(ContainSubstring("batch:"))
+		Expect(out).NotTo(ContainSubstring("kind: NetworkPolicy"))
+		Expect(out).NotTo(ContainSubstring("helm.sh/resource-policy"))
+		serverDryRun(out)
+	})
+
+	DescribeTable("refuses values of the wrong type with a message naming the field",
+		func(set, want string) {
+			out, err := helmTemplate("--set", set)
+			Expect(err).To(HaveOccurred())
+			Expect(out).To(ContainSubstring(want))
+		},
+		Entry("replicas as a word", "replicas=two", "at '/replicas': got string, want integer"),
+		Entry("an unknown failure policy", "webhook.failurePolicy=Maybe", "/webhook/failurePolicy"),
+		Entry("a negative quota", "quota.defaults.symmetric=-5", "/quota/defaults/symmetric"),
+		Entry("an unknown key", "replica=2", "additional properties 'replica' not allowed"),
+	)
+
+	It("keeps its generated CRDs and RBAC in step with config/ (make verify regenerates them)", func() {
+		dir := GinkgoT().TempDir()
+		out, err := run(filepath.Join(repoRoot, "hack", "chartgen.sh"), dir)
+		Expect(err).NotTo(HaveOccurred(), out)
+		for _, f := range []string{"crds.yaml", "rbac.yaml"} {
+			fresh, err := os.ReadFile(filepath.Join(dir, f))
+			Expect(err).NotTo(HaveOccurred())
+			committed, err := os.ReadFile(filepath.Join(repoRoot, "charts", "kubekms", "templates", "generated", f))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(committed)).To(Equal(string(fresh)), "%s is stale: run make chart", f)
+		}
+	})
+
+	It("grants no wildcard and Secrets only in its own namespace", func() {
+		out, err := helmTemplate()
+		Expect(err).NotTo(HaveOccurred(), out)
+		for _, doc := range strings.Split(out, "\n---\n") {
+			var obj struct {
+				Kind     string              `json:"kind"`
+				Metadata metav1.ObjectMeta   `json:"metadata"`
+				Rules    []rbacv1.PolicyRule `json:"rules"`
+			}
+			Expect(yaml.Unmarshal([]byte(doc), &obj)).To(Succeed())
+			if obj.Kind != "ClusterRole" && obj.Kind != "Role" {
+				continue
+			}
+			for _, r := range obj.Rules {
+				Expect(r.Verbs).NotTo(ContainElement("*"), "%s %s", obj.Kind, obj.Metadata.Name)
+				Expect(r.Resources).NotTo(ContainElement("*"), "%s %s", obj.Kind, obj.Metadata.Name)
+				Expect(r.APIGroups).NotTo(ContainElement("*"), "%s %s", obj.Kind, obj.Metadata.Name)
+				if obj.Kind == "ClusterRole" {
+					Expect(r.Resources).NotTo(ContainElement("secrets"), "ClusterRole %s grants Secrets cluster-wide", obj.Metadata.Name)
+				}
+			}
+		}
+	})
+})
+
+var _ = Describe("The kustomize tree", func() {
+	It("builds config/default into manifests the API server accepts", func() {
+		out, err := run(filepath.Join(assets, "kubectl"), "kustomize", "config/default")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("kind: Deployment"))
+		serverDryRun(out)
+	})
+})
+
+var _ = Describe("The Dockerfile", func() {
+	It("builds the binaries the Makefile builds, the same way, and runs as non-root", func() {
+		dockerfile, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+		Expect(err).NotTo(HaveOccurred())
+		makefile, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+		Expect(err).NotTo(HaveOccurred())
+
+		release := regexp.MustCompile(`(?m)^RELEASE_BUILD = CGO_ENABLED=0 \$\(GO\) build (.+)$`).FindSubmatch(makefile)
+		Expect(release).NotTo(BeNil(), "the Makefile defines RELEASE_BUILD")
+		flags := strings.TrimSpace(string(release[1]))
+		makeBuilds := regexp.MustCompile(`(?m)^\t\$\(RELEASE_BUILD\) -o \$\(LOCALBIN\)/(\S+) (\S+)$`).FindAllSubmatch(makefile, -1)
+		Expect(makeBuilds).To(HaveLen(2))
+		Expect(string(dockerfile)).To(MatchRegexp(`(?m)^ENV CGO_ENABLED=0$`))
+		for _, b := range makeBuilds {
+			want := fmt.Sprintf("RUN go build %s -o /out/%s %s", flags, b[1], b[2])
+			Expect(string(dockerfile)).To(ContainSubstring(want), "the Dockerfile builds %s as the Makefile does", b[1])
+		}
+		users := regexp.MustCompile(`(?m)^USER (\d+):(\d+)$`).FindAllSubmatch(dockerfile, -1)
+		Expect(users).NotTo(BeEmpty(), "the final image sets a numeric user")
+		last := users[len(users)-1]
+		Expect(string(last[1])).NotTo(Equal("0"), "the image runs as non-root")
+		Expect(string(dockerfile)).To(ContainSubstring("FROM gcr.io/distroless/static:nonroot"))
+	})
+})
+
+var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
+	var (
+		mgr   *gexec.Session
+		grpcA string
+	)
+
+	BeforeAll(func(ctx SpecContext) {
+		By("installing the chart's ServiceAccount and RBAC for real")
+		out, err := helmTemplate("--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/generated/rbac.yaml")
+		Expect(err).NotTo(HaveOccurred(), out)
+		f := filepath.Join(GinkgoT().TempDir(), "rbac.yaml")
+		Expect(os.WriteFile(f, []byte(out), 0o600)).To(Succeed())
+		out, err = kubectl("apply", "-f", f)
+		Expect(err).NotTo(HaveOccurred(), out)
+
+		By("running the real manager binary, impersonating the chart's ServiceAccount")
+		kc, err := clientcmd.Load(adminKC)
+		Expect(err).NotTo(HaveOccurred())
+		for _, ai := range kc.AuthInfos {
+			ai.Impersonate = "system:serviceaccount:" + releaseNS + ":kubekms"
+			ai.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNS, "system:authenticated"}
+		}
+		impersonating := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(clientcmd.WriteToFile(*kc, impersonating)).To(Succeed())
+
+		bin, err := gexec.Build("github.com/kubekms/kubekms/cmd/manager")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(gexec.CleanupBuildArtifacts)
+		grpcA = freeAddr()
+		probe := freeAddr()
+		cmd := exec.Command(bin,
+			"--kubeconfig", impersonating,
+			"--operator-namespace", releaseNS,
+			"--leader-elect=true",
+			"--metrics-bind-address", "0",
+			"--health-probe-bind-address", probe,
+			"--dataplane-bind-address", grpcA,
+			"--dataplane-ip-addresses", "127.0.0.1",
+			"--usage-interval", "1s",
+			"--audit-log", filepath.Join(GinkgoT().TempDir(), "audit.log"),
+		)
+		mgr, err = gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { mgr.Terminate().Wait(20 * time.Second) })
+		Eventually(func() (int, error) {
+			resp, err := http.Get("http://" + probe + "/readyz")
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}).Should(Equal(http.StatusOK))
+		Eventually(func() error {
+			return admin.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: "kubekms-manager.kms.kubekms.io"}, &coordinationv1.Lease{})
+		}).Should(Succeed(), "it won the leader election with the chart's rights")
+	})
+
+	It("cannot read Secrets outside its namespace, and the API server says so", func() {
+		out, _ := kubectl("auth", "can-i", "get", "secrets", "-n", "default", "--as", "system:serviceaccount:"+releaseNS+":kubekms")
+		Expect(strings.TrimSpace(out)).To(Equal("no"))
+		out, _ = kubectl("auth", "can-i", "create", "secrets", "-n", releaseNS, "--as", "system:serviceaccount:"+releaseNS+":kubekms")
+		Expect(strings.TrimSpace(out)).To(Equal("yes"))
+	})
+
+	It("does its whole job: material, rotation, the data plane, the CA bundle, usage, deletion and restore", func(ctx SpecContext) {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "app-"}}
+		Expect(admin.Create(ctx, ns)).To(Succeed())
+		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "k"}}
+		Expect(admin.Create(ctx, key)).To(Succeed())
+		waitVersion(ctx, key, 1)
+
+		By("rotating")
+		patch := client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"annotations":{"kms.kubekms.io/rotate":"1"}}}`))
+		Expect(admin.Patch(ctx, key.DeepCopy(), patch)).To(Succeed())
+		got := waitVersion(ctx, key, 2)
+
+		By("publishing the CA into the namespace and serving the data plane")
+		cm := &corev1.ConfigMap{}
+		Eventually(func() error {
+			return admin.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "kubekms-ca.crt"}, cm)
+		}).Should(Succeed())
+		pool := x509.NewCertPool()
+		Expect(pool.AppendCertsFromPEM([]byte(cm.Data["ca.crt"]))).To(BeTrue())
+		Expect(admin.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "app"}})).To(Succeed())
+		Expect(admin.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "app"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "kubekms-key-user"},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns.Name, Name: "app"}},
+		})).To(Succeed())
+		tr, err := clientset.CoreV1().ServiceAccounts(ns.Name).CreateToken(ctx, "app", &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"kubekms"}},
+		}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		conn, err := grpc.NewClient(grpcA, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close()
+		kms := kmsv1.NewKeyManagementServiceClient(conn)
+		cctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr.Status.Token)
+		var enc *kmsv1.EncryptResponse
+		Eventually(func() error {
+			enc, err = kms.Encrypt(cctx, &kmsv1.EncryptRequest{KeyId: "k", Plaintext: []byte("with least privilege")})
+			return err
+		}).Should(Succeed(), "TokenReview and SubjectAccessReview work with the chart's rights")
+		dec, err := kms.Decrypt(cctx, &kmsv1.DecryptRequest{CiphertextBlob: enc.CiphertextBlob})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(dec.Plaintext).To(Equal([]byte("with least privilege")))
+
+		By("summarising use: Events and status.lastUsed")
+		Eventually(func() []kmsv1alpha1.KeyUse {
+			k := &kmsv1alpha1.Key{}
+			Expect(admin.Get(ctx, client.ObjectKeyFromObject(key), k)).To(Succeed())
+			return k.Status.LastUsed
+		}).ShouldNot(BeEmpty())
+
+		By("deleting into a tombstone, and restoring")
+		Expect(admin.Delete(ctx, key)).To(Succeed())
+		Eventually(func() error { return admin.Get(ctx, client.ObjectKeyFromObject(key), &kmsv1alpha1.Key{}) }).ShouldNot(Succeed())
+		restored := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "back"}, Spec: kmsv1alpha1.KeySpec{RestoreFrom: got.Status.KeyID, KeySpec: kmsv1alpha1.KeySpecSymmetricDefault}}
+		Expect(admin.Create(ctx, restored)).To(Succeed())
+		back := waitVersion(ctx, restored, 2)
+		Expect(back.Status.KeyID).To(Equal(got.Status.KeyID))
+
+		Expect(mgr.Err.Contents()).NotTo(ContainSubstring("forbidden"), "the manager was never refused anything")
+		Expect(mgr.Out.Contents()).NotTo(ContainSubstring("forbidden"))
+	})
+})
+
+func waitVersion(ctx context.Context, key *kmsv1alpha1.Key, version int32) *kmsv1alpha1.Key {
+	GinkgoHelper()
+	got := &kmsv1alpha1.Key{}
+	Eventually(func(g Gomega) {
+		g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(key), got)).To(Succeed())
+		g.Expect(got.Status.State).To(Equal(kmsv1alpha1.KeyStateEnabled))
+		g.Expect(got.Status.CurrentVersion).To(Equal(version))
+	}).Should(Succeed())
+	return got
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().String()
+}
