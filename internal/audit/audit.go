@@ -10,7 +10,6 @@ package audit
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -77,11 +76,22 @@ type Sink interface {
 	Write(*Record) error
 }
 
-// WriterSink writes one JSON line per record to w; each line is one write
-// call, so a record is either wholly written or reported as failed.
+// WriterSink writes one JSON line per record to w, with group commit: the
+// first caller writes the lines of every caller that arrived meanwhile in one
+// write call, and each Write returns only once its own line is written (or
+// failed), so "recorded before the response leaves" still holds.
 type WriterSink struct {
-	mu sync.Mutex
-	w  io.Writer
+	w io.Writer
+
+	mu       sync.Mutex
+	open     *batch
+	flushing bool
+}
+
+type batch struct {
+	buf  *[]byte
+	done chan struct{}
+	err  error
 }
 
 // NewWriterSink returns a sink writing to w.
@@ -89,17 +99,34 @@ func NewWriterSink(w io.Writer) *WriterSink { return &WriterSink{w: w} }
 
 // Write implements Sink.
 func (s *WriterSink) Write(r *Record) error {
-	line, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	line = append(line, '\n')
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.w.Write(line); err != nil {
-		return fmt.Errorf("write audit record: %w", err)
+	if s.open == nil {
+		buf := lineBuffers.Get().(*[]byte)
+		*buf = (*buf)[:0]
+		s.open = &batch{buf: buf, done: make(chan struct{})}
 	}
-	return nil
+	mine := s.open
+	*mine.buf = appendRecord(*mine.buf, r)
+	if s.flushing {
+		s.mu.Unlock()
+		<-mine.done
+		return mine.err
+	}
+	s.flushing = true
+	for s.open != nil {
+		cur := s.open
+		s.open = nil
+		s.mu.Unlock()
+		if _, err := s.w.Write(*cur.buf); err != nil {
+			cur.err = fmt.Errorf("write audit record: %w", err)
+		}
+		lineBuffers.Put(cur.buf)
+		close(cur.done)
+		s.mu.Lock()
+	}
+	s.flushing = false
+	s.mu.Unlock()
+	return mine.err
 }
 
 // Open returns the sink a --audit-log value names: "-" for stdout, else a

@@ -127,3 +127,15 @@ func TestParseRefusesBadConfigurations(t *testing.T) {
 		t.Fatalf("fields an override leaves out come from the defaults: rsa = %v", got)
 	}
 }
+
+func BenchmarkAllow(b *testing.B) {
+	l := NewLimiter(Config{Defaults: Limits{Symmetric: new(1e12)}}, nil)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !l.Allow("shop", Symmetric, "Encrypt").Allowed {
+				b.Fatal("refused")
+			}
+		}
+	})
+}
