@@ -121,8 +121,9 @@ test: build $(GRPCURL) $(HELM) ## Unit tests, envtest suites, packaging checks a
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 .PHONY: fuzz
-fuzz: ## Fuzz the ciphertext parser for FUZZTIME (default 30s).
+fuzz: ## Fuzz the ciphertext parser and the policy evaluator, FUZZTIME each (default 30s).
 	$(GO) test ./internal/crypto/ -run '^$$' -fuzz FuzzDecrypt -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/policy/ -run '^$$' -fuzz FuzzEvaluate -fuzztime $(FUZZTIME)
 
 .PHONY: bench
 bench: ## Benchmark the data plane against a bare gRPC echo ceiling (prints ops/s, p50, p99).
