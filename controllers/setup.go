@@ -52,6 +52,12 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}).SetupWithManager(mgr, cfg.RetentionController); err != nil {
 		return err
 	}
+	if err := (&KeyPolicyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kubekms-keypolicy-controller")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&KeyGrantReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("kubekms-keygrant-controller"), Clock: cfg.Clock}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if len(cfg.CAPEM) == 0 {
 		return nil
 	}

@@ -20,6 +20,8 @@ var AddToScheme = schemeBuilder.AddToScheme
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(GroupVersion,
 		&Key{}, &KeyList{},
+		&KeyPolicy{}, &KeyPolicyList{},
+		&KeyGrant{}, &KeyGrantList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

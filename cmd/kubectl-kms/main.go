@@ -30,7 +30,9 @@ import (
 const maxInput = 64 << 20
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
+	if err := newRoot().Execute(); errors.Is(err, errNo) {
+		os.Exit(1)
+	} else if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", describeError(err))
 		os.Exit(1)
 	}
@@ -74,7 +76,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		encryptCmd(conn, streams), decryptCmd(conn, streams), reEncryptCmd(conn, streams),
 		generateDataKeyCmd(conn, streams), generateRandomCmd(conn, streams),
-		describeCmd(conn, streams), rotateCmd(conn, streams),
+		describeCmd(conn, streams), rotateCmd(conn, streams), canICmd(conn, streams),
 	)
 	return root
 }
@@ -420,4 +422,69 @@ func rotateCmd(conn *connection, s io3) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// errNo makes can-i exit 1 for "no", as kubectl auth can-i does.
+var errNo = errors.New("no")
+
+func canICmd(conn *connection, s io3) *cobra.Command {
+	var key string
+	var ctxPairs []string
+	cmd := &cobra.Command{
+		Use:   "can-i ACTION --key KEY [--as PRINCIPAL]",
+		Short: "Say whether you (or --as someone) may perform an action on a key, and what decides it",
+		Example: `  kubectl kms can-i decrypt --key shop/payments --as system:serviceaccount:web:frontend
+  kubectl kms can-i encrypt --key payments -e tenant=shop --service-account api`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ec, err := parseContext(ctxPairs)
+			if err != nil {
+				return err
+			}
+			// --as names the principal asked about, as in kubectl auth can-i;
+			// the question itself is asked with the caller's own identity.
+			var about string
+			if conn.kube.Impersonate != nil {
+				about, *conn.kube.Impersonate = *conn.kube.Impersonate, ""
+			}
+			return conn.run(cmd, func(ctx context.Context, kms *kmsclient.Client) error {
+				r, err := kms.ExplainAccess(ctx, &kmsv1.ExplainAccessRequest{KeyId: key, Action: canonicalAction(args[0]), Principal: about, EncryptionContext: ec})
+				if err != nil {
+					return err
+				}
+				answer := "no"
+				if r.Allowed {
+					answer = "yes"
+				}
+				fmt.Fprintln(s.out, answer)
+				if r.DecidedBy != "" {
+					fmt.Fprintf(s.out, "decided by: %s\n", r.DecidedBy)
+				}
+				fmt.Fprintln(s.out, r.Explanation)
+				if !r.Allowed {
+					return errNo
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "Key: name, namespace/name or keyID.")
+	cmd.Flags().StringArrayVarP(&ctxPairs, "encryption-context", "e", nil, "Encryption context key=value (repeatable).")
+	_ = cmd.MarkFlagRequired("key")
+	return cmd
+}
+
+// canonicalAction turns "decrypt" or "generate-data-key" into the
+// operation name (Decrypt, GenerateDataKey).
+func canonicalAction(a string) string {
+	known := []string{"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+		"GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GetPublicKey", "GenerateMac", "VerifyMac",
+		"DescribeKey", "Administer", "Rotate", "Disable", "ScheduleDeletion", "PutPolicy", "CreateGrant"}
+	flat := strings.ReplaceAll(a, "-", "")
+	for _, k := range known {
+		if strings.EqualFold(k, flat) {
+			return k
+		}
+	}
+	return a
 }

@@ -62,6 +62,9 @@ type Record struct {
 	EncryptionContextKeys []string `json:"encryptionContextKeys,omitempty"`
 	Outcome               string   `json:"outcome"`
 	ErrorCode             string   `json:"errorCode,omitempty"`
+	// DecidedBy names the policy statement, grant or RBAC rule that allowed
+	// or denied the call.
+	DecidedBy string `json:"decidedBy,omitempty"`
 }
 
 // NewRequestID returns a random request ID.

@@ -43,6 +43,7 @@ func appendRecord(b []byte, r *Record) []byte {
 	b = append(b, `,"outcome":`...)
 	b = appendString(b, r.Outcome)
 	b = appendOptString(b, "errorCode", r.ErrorCode)
+	b = appendOptString(b, "decidedBy", r.DecidedBy)
 	return append(b, '}', '\n')
 }
 

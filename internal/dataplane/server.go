@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -17,11 +18,13 @@ import (
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keyring"
+	"github.com/kubekms/kubekms/internal/policy"
 )
 
 // Limits, as AWS KMS.
@@ -43,6 +46,12 @@ type Server struct {
 
 	Keys       *keyring.Keyring
 	Authorizer *authz.Authorizer
+	// Access holds the keys' policies and grants; nil means every key has
+	// the default policy (RBAC).
+	Access *access.Index
+	// ServiceAccountUID looks up an account's UID, for ExplainAccess about
+	// another principal.
+	ServiceAccountUID func(ctx context.Context, namespace, name string) (string, error)
 	// Random supplies data keys, random bytes and salts: crypto/rand.Reader.
 	Random io.Reader
 }
@@ -58,7 +67,7 @@ func (s *Server) Encrypt(ctx context.Context, req *kmsv1.EncryptRequest) (*kmsv1
 	if err := checkAlgorithm("encryption_algorithm", req.EncryptionAlgorithm); err != nil {
 		return nil, err
 	}
-	key, err := s.authorizedKey(ctx, "Encrypt", req.KeyId)
+	key, err := s.authorizedKey(ctx, "Encrypt", req.KeyId, req.EncryptionContext)
 	if err != nil {
 		return nil, err
 	}
@@ -100,12 +109,12 @@ func (s *Server) ReEncrypt(ctx context.Context, req *kmsv1.ReEncryptRequest) (*k
 	dst := src
 	if req.DestinationKeyId != "" {
 		srcRecord := *callOf(ctx).record.Key
-		dst, err = s.authorizedKey(ctx, "ReEncryptTo", req.DestinationKeyId)
+		dst, err = s.authorizedKey(ctx, "ReEncryptTo", req.DestinationKeyId, req.DestinationEncryptionContext)
 		callOf(ctx).record.Key = &srcRecord // the source stays the record's key
 		if err != nil {
 			return nil, err
 		}
-	} else if err := s.authorize(ctx, "ReEncryptTo", src.KeyIDString, src); err != nil {
+	} else if err := s.authorize(ctx, "ReEncryptTo", src.KeyIDString, src, req.DestinationEncryptionContext); err != nil {
 		return nil, err
 	}
 	noteDestination(ctx, dst)
@@ -150,7 +159,7 @@ func (s *Server) GenerateRandom(_ context.Context, req *kmsv1.GenerateRandomRequ
 
 // DescribeKey implements KeyManagementService.
 func (s *Server) DescribeKey(ctx context.Context, req *kmsv1.DescribeKeyRequest) (*kmsv1.DescribeKeyResponse, error) {
-	key, err := s.authorizedKey(ctx, "DescribeKey", req.KeyId)
+	key, err := s.authorizedKey(ctx, "DescribeKey", req.KeyId, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +186,7 @@ func (s *Server) generateDataKey(ctx context.Context, action, ref string, n uint
 	if err := checkContext("encryption_context", ec); err != nil {
 		return nil, nil, nil, err
 	}
-	key, err := s.authorizedKey(ctx, action, ref)
+	key, err := s.authorizedKey(ctx, action, ref, ec)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -236,7 +245,7 @@ func (s *Server) decrypt(ctx context.Context, action string, raw []byte, ec map[
 		return nil, nil, 0, errAccessDenied(principal(ctx).Username, action, h.KeyID.String())
 	}
 	noteKey(ctx, key, h.Version)
-	if err := s.authorize(ctx, action, h.KeyID.String(), key); err != nil {
+	if err := s.authorize(ctx, action, h.KeyID.String(), key, ec); err != nil {
 		return nil, nil, 0, err
 	}
 	if ref != "" {
@@ -266,7 +275,7 @@ func (s *Server) decrypt(ctx context.Context, action string, raw []byte, ec map[
 // authorizedKey resolves a key reference and authorizes the action on it.
 // An unknown key and a forbidden key get the same answer; for a name the
 // RBAC question is asked either way so both take about as long.
-func (s *Server) authorizedKey(ctx context.Context, action, ref string) (*keyring.Key, error) {
+func (s *Server) authorizedKey(ctx context.Context, action, ref string, ec map[string]string) (*keyring.Key, error) {
 	if ref == "" {
 		return nil, errValidation("key_id is required: a key name, namespace/name or keyID")
 	}
@@ -279,20 +288,39 @@ func (s *Server) authorizedKey(ctx context.Context, action, ref string) (*keyrin
 		return nil, errAccessDenied(p.Username, action, ref)
 	}
 	noteKey(ctx, key, key.CurrentVersion)
-	return key, s.authorize(ctx, action, ref, key)
+	return key, s.authorize(ctx, action, ref, key, ec)
 }
 
-func (s *Server) authorize(ctx context.Context, action, ref string, key *keyring.Key) error {
+func (s *Server) authorize(ctx context.Context, action, ref string, key *keyring.Key, ec map[string]string) error {
 	p := principal(ctx)
-	d, err := s.Authorizer.Authorize(ctx, authz.Request{Principal: p, Action: action, Namespace: key.Namespace, Name: key.Name})
+	d, err := s.decide(ctx, p, action, key, ec)
 	if err != nil {
 		log.FromContext(ctx).Error(err, "Could not authorize", "action", action)
 		return errInternal()
 	}
+	callOf(ctx).record.DecidedBy = d.DecidedBy
 	if !d.Allowed {
 		return errAccessDenied(p.Username, action, ref)
 	}
 	return nil
+}
+
+// decide applies the key's policy and grants, asking RBAC only when a rule
+// needs it (internal/policy).
+func (s *Server) decide(ctx context.Context, p *authn.Principal, action string, key *keyring.Key, ec map[string]string) (policy.Decision, error) {
+	var pol *policy.Policy
+	var grants []policy.Grant
+	if s.Access != nil {
+		pol, grants = s.Access.For(key.Namespace, key.Name, time.Now())
+	}
+	return policy.Evaluate(policy.Request{
+		Principal:         policy.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, Namespace: p.Namespace, ServiceAccount: p.ServiceAccount},
+		Action:            action,
+		EncryptionContext: ec,
+	}, pol, grants, func() (bool, string, error) {
+		d, err := s.Authorizer.Authorize(ctx, authz.Request{Principal: p, Action: action, Namespace: key.Namespace, Name: key.Name})
+		return d.Allowed, d.DecidedBy, err
+	})
 }
 
 // usable says whether a key can encrypt now. Only allowed callers learn it.

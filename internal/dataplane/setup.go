@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
@@ -82,6 +84,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 	if _, err := inf.AddEventHandler(keys.EventHandler()); err != nil {
 		return nil, err
 	}
+	index := access.NewIndex()
+	for obj, h := range map[client.Object]toolscache.ResourceEventHandler{
+		&kmsv1alpha1.KeyPolicy{}: index.PolicyHandler(),
+		&kmsv1alpha1.KeyGrant{}:  index.GrantHandler(),
+	} {
+		inf, err := mgr.GetCache().GetInformer(ctx, obj)
+		if err != nil {
+			return nil, fmt.Errorf("access informer: %w", err)
+		}
+		if _, err := inf.AddEventHandler(h); err != nil {
+			return nil, err
+		}
+	}
 	metrics, err := NewMetrics(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("data plane metrics: %w", err)
@@ -99,7 +114,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 	srv := NewGRPCServer(&Server{
 		Keys:       keys,
 		Authorizer: authz.New(cs.AuthorizationV1().SubjectAccessReviews(), cfg.Authz),
-		Random:     rand.Reader,
+		Access:     index,
+		ServiceAccountUID: func(ctx context.Context, namespace, name string) (string, error) {
+			sa := &corev1.ServiceAccount{}
+			err := mgr.GetAPIReader().Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sa)
+			return string(sa.UID), err
+		},
+		Random: rand.Reader,
 	}, Options{
 		TLS:             cfg.TLS,
 		Authenticator:   authn.New(cs.AuthenticationV1().TokenReviews(), cfg.Authn),
