@@ -320,6 +320,84 @@ echo "failed=$failed"
 		Expect(throttled).To(BeNumerically(">", 0), "the service throttled and the CLI retried")
 	})
 
+	It("answers kubectl kms can-i, naming the grant that allows, or saying nothing does", func() {
+		manifest := filepath.Join(GinkgoT().TempDir(), "shop.yaml")
+		Expect(os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: web}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: frontend, namespace: web}
+---
+apiVersion: kms.kubekms.io/v1alpha1
+kind: Key
+metadata: {name: payments, namespace: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: keyadmin, namespace: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: payments-admin, namespace: shop}
+rules:
+- apiGroups: ["kms.kubekms.io"]
+  resources: ["keys"]
+  resourceNames: ["payments"]
+  verbs: ["administer", "describekey"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: keyadmin, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: payments-admin}
+subjects: [{kind: ServiceAccount, name: keyadmin, namespace: shop}]
+`), 0o600)).To(Succeed())
+		out, err := kubectl("apply", "-f", manifest)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string {
+			out, _ := kubectl("get", "key", "payments", "-n", "shop", "-o", "jsonpath={.status.state}")
+			return out
+		}, "20s").Should(Equal("Enabled"))
+
+		canI := func() (string, error) {
+			cmd := exec.Command("bash", "-c", fmt.Sprintf(`source %q && export PATH=%q:"$PATH" &&
+kubectl kms can-i decrypt --key shop/payments --as system:serviceaccount:web:frontend -n shop --service-account keyadmin`,
+				filepath.Join(devDir, "env"), pluginDir))
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		out, err = canI()
+		Expect(err).To(HaveOccurred(), "exit 1 for no, as kubectl auth can-i")
+		Expect(out).To(HavePrefix("no\n"))
+		Expect(out).To(ContainSubstring("no KeyPolicy, no grant and no RBAC rule allows Decrypt"))
+
+		grantFile := filepath.Join(GinkgoT().TempDir(), "grant.yaml")
+		Expect(os.WriteFile(grantFile, []byte(`apiVersion: kms.kubekms.io/v1alpha1
+kind: KeyGrant
+metadata: {name: frontend-decrypt, namespace: shop}
+spec:
+  keyRef: {name: payments}
+  grantee: {serviceAccount: web/frontend}
+  operations: [Decrypt]
+`), 0o600)).To(Succeed())
+		out, err = kubectl("apply", "-f", grantFile)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string {
+			out, _ := canI()
+			return out
+		}, "20s").Should(SatisfyAll(HavePrefix("yes\n"), ContainSubstring("decided by: KeyGrant frontend-decrypt")))
+
+		out, err = kubectl("get", "kms", "-n", "shop")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("keygrant.kms.kubekms.io/frontend-decrypt"), "category kms lists grants")
+		Expect(out).To(MatchRegexp(`frontend-decrypt\s+payments\s+web/frontend\s+\["Decrypt"\]\s+Active`))
+	})
+
 	It("never writes key material or the root key into its logs", func() {
 		out, err := kubectl("get", "secrets", "-n", "kubekms-system", "-o", `jsonpath={range .items[*]}{.data.sealed}{.data.root-key-v1}{"\n"}{end}`)
 		Expect(err).NotTo(HaveOccurred(), out)
