@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,10 +22,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/access"
+	"github.com/kubekms/kubekms/internal/adminwebhook"
 	"github.com/kubekms/kubekms/internal/audit"
+	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/keystore"
@@ -55,6 +60,9 @@ type options struct {
 	auditLog          string
 	auditFailClosed   bool
 	usageInterval     time.Duration
+	webhookPort       int
+	webhookHost       string
+	webhookCertDir    string
 	zap               zap.Options
 }
 
@@ -81,6 +89,9 @@ func main() {
 	flag.StringVar(&opts.auditLog, "audit-log", "-", "Where audit records go: - for stdout, or a file path (appended).")
 	flag.BoolVar(&opts.auditFailClosed, "audit-fail-closed", false, "Refuse data-plane requests whose audit record cannot be written.")
 	flag.DurationVar(&opts.usageInterval, "usage-interval", time.Minute, "How often key use is summarised as Events and status.lastUsed.")
+	flag.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the admin validating webhook.")
+	flag.StringVar(&opts.webhookHost, "webhook-host", "", "Address the webhook listens on (default: all).")
+	flag.StringVar(&opts.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook; empty: a certificate from the operator's CA for kubekms-webhook-service.<namespace>.svc.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 
@@ -101,7 +112,14 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 
+	webhookIssuer := &certs.Issuer{Clock: clock.RealClock{}, DNSNames: []string{
+		"kubekms-webhook-service." + opts.namespace + ".svc", "kubekms-webhook-service." + opts.namespace + ".svc.cluster.local"}}
+	webhookOpts := webhook.Options{Host: opts.webhookHost, Port: opts.webhookPort, CertDir: opts.webhookCertDir}
+	if opts.webhookCertDir == "" {
+		webhookOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = webhookIssuer.GetCertificate }}
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		WebhookServer:                 webhook.NewServer(webhookOpts),
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: opts.metricsAddr},
 		HealthProbeBindAddress:        opts.probeAddr,
@@ -134,6 +152,7 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
+	webhookIssuer.CA = ca
 
 	auditSink, auditFile, err := audit.Open(opts.auditLog)
 	if err != nil {
@@ -142,7 +161,17 @@ func run(ctx context.Context, opts options) error {
 	defer auditFile.Close()
 
 	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.namespace, Sealer: sealer}
+	index := access.NewIndex()
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	adminwebhook.Setup(mgr, index, authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authz.Options{}))
+	if err := mgr.Add(&adminwebhook.CABundleInjector{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), CAPEM: ca.CertPEM}); err != nil {
+		return err
+	}
 	if _, err := dataplane.Setup(ctx, mgr, dataplane.Config{
+		Access:          index,
 		Addr:            opts.dataplaneAddr,
 		TLS:             tlsConfig,
 		Store:           store,

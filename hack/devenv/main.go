@@ -28,6 +28,7 @@ import (
 
 type options struct {
 	dir, manager, crds, samples, namespace string
+	webhooks                               string
 	metricsAddr, probeAddr, dataplaneAddr  string
 	deletionWindow                         time.Duration
 	quotaConfig                            string
@@ -39,6 +40,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "bin/dev", "Where to write kubeconfig and env.")
 	flag.StringVar(&o.manager, "manager", "bin/manager", "The manager binary to run.")
 	flag.StringVar(&o.crds, "crds", "config/crd/bases", "The CRDs to install.")
+	flag.StringVar(&o.webhooks, "webhooks", "config/webhook", "The webhook configurations to install.")
 	flag.StringVar(&o.samples, "samples", "config/samples", "Manifests to apply once the manager is ready; empty for none.")
 	flag.StringVar(&o.namespace, "operator-namespace", "kubekms-system", "The operator's namespace.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "The manager's metrics address.")
@@ -77,6 +79,9 @@ func run(ctx context.Context, o options) (err error) {
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{o.crds},
 		ErrorIfCRDPathMissing: true,
+		// The admin webhook, pointed at the local manager with envtest's
+		// own serving certificate.
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{o.webhooks}, LocalServingHost: "127.0.0.1"},
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -127,6 +132,9 @@ func run(ctx context.Context, o options) (err error) {
 		"--dataplane-dns-names", "localhost",
 		"--dataplane-ip-addresses", "127.0.0.1,::1",
 		"--leader-elect=false",
+		"--webhook-host", env.WebhookInstallOptions.LocalServingHost,
+		"--webhook-port", fmt.Sprint(env.WebhookInstallOptions.LocalServingPort),
+		"--webhook-cert-dir", env.WebhookInstallOptions.LocalServingCertDir,
 	)...)
 	mgr.Stdout, mgr.Stderr = os.Stdout, os.Stderr
 	// Its own process group: Ctrl-C reaches devenv, which stops the manager

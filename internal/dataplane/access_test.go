@@ -8,9 +8,11 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
@@ -146,8 +148,9 @@ var _ = Describe("Access control with KeyPolicies and KeyGrants", func() {
 		Expect(status.Code(err)).To(Equal(codes.PermissionDenied))
 
 		By("a second policy for the same key is not accepted and says why")
-		dup := newPolicy(ctx, shop, "second", "payments", kmsv1alpha1.PolicyStatement{Effect: kmsv1alpha1.PolicyAllow,
-			Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"anyone"}}, Actions: []string{"*"}})
+		dup := newPolicy(ctx, shop, "second", "payments",
+			kmsv1alpha1.PolicyStatement{Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"anyone"}}, Actions: []string{"*"}},
+			kmsv1alpha1.PolicyStatement{Sid: "AdminsKeepControl", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{RBAC: true}, Actions: []string{"PutPolicy"}})
 		Eventually(func() string {
 			cur := &kmsv1alpha1.KeyPolicy{}
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(dup), cur)).To(Succeed())
@@ -200,5 +203,97 @@ var _ = Describe("Access control with KeyPolicies and KeyGrants", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(r1.Allowed || r2.Allowed).To(BeFalse())
 		Expect(r1.DecidedBy + r2.DecidedBy).To(BeEmpty())
+	})
+})
+
+var _ = Describe("Key administration follows the key's policy (admin webhook)", func() {
+	var (
+		ns  string
+		bob client.Client
+	)
+	BeforeEach(func(ctx SpecContext) {
+		ns = newNamespace(ctx)
+		newReadyKey(ctx, ns, "payments")
+		user, err := testEnv.AddUser(envtest.User{Name: "bob-" + ns, Groups: []string{"key-editors"}}, cfg)
+		Expect(err).NotTo(HaveOccurred())
+		bob, err = client.New(user.Config(), client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8sClient.Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "key-editor"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys", "keypolicies", "keygrants"}, Verbs: []string{"get", "list", "watch", "update", "patch", "create", "delete"}}},
+		})).To(Succeed())
+		Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "key-editor"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "key-editor"},
+			Subjects:   []rbacv1.Subject{{Kind: "User", Name: "bob-" + ns}},
+		})).To(Succeed())
+	})
+
+	patchAs := func(ctx context.Context, c client.Client, mutate func(*kmsv1alpha1.Key)) error {
+		cur := &kmsv1alpha1.Key{}
+		Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "payments"}, cur)).To(Succeed())
+		orig := cur.DeepCopy()
+		mutate(cur)
+		return c.Patch(ctx, cur, client.MergeFrom(orig))
+	}
+
+	It("refuses Disable to a user RBAC lets update Keys but the policy does not allow Disable", func(ctx SpecContext) {
+		By("with no policy, RBAC alone decides")
+		Expect(patchAs(ctx, bob, func(k *kmsv1alpha1.Key) { k.Spec.Description = "edited by bob" })).To(Succeed())
+
+		pol := newPolicy(ctx, ns, "payments", "payments",
+			kmsv1alpha1.PolicyStatement{Sid: "BobRotates", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Groups: []string{"key-editors"}}, Actions: []string{"Rotate", "Administer"}},
+			kmsv1alpha1.PolicyStatement{Sid: "AdminsViaRBAC", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{RBAC: true}, Actions: []string{"*"}})
+		Eventually(func() bool {
+			cur := &kmsv1alpha1.KeyPolicy{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pol), cur)).To(Succeed())
+			return meta.IsStatusConditionTrue(cur.Status.Conditions, kmsv1alpha1.KeyPolicyConditionAccepted)
+		}).Should(BeTrue())
+
+		var err error
+		Eventually(func() error {
+			err = patchAs(ctx, bob, func(k *kmsv1alpha1.Key) { k.Spec.State = kmsv1alpha1.KeyDesiredDisabled })
+			return err
+		}).Should(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("admission webhook"))
+		Expect(err.Error()).To(ContainSubstring("kubekms: bob-" + ns + " may not Disable key " + ns + "/payments"))
+
+		By("what the policy allows bob still works")
+		Expect(patchAs(ctx, bob, func(k *kmsv1alpha1.Key) {
+			k.Annotations = map[string]string{kmsv1alpha1.RotateAnnotation: "bob"}
+		})).To(Succeed())
+		Expect(patchAs(ctx, bob, func(k *kmsv1alpha1.Key) { k.Spec.Description = "still editable" })).To(Succeed())
+
+		By("bob may not delete the key (ScheduleDeletion)")
+		err = bob.Delete(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments"}})
+		Expect(err).To(MatchError(ContainSubstring("may not ScheduleDeletion")))
+
+		By("the admin, through RBAC delegation, may disable it")
+		Expect(patchAs(ctx, k8sClient, func(k *kmsv1alpha1.Key) { k.Spec.State = kmsv1alpha1.KeyDesiredDisabled })).To(Succeed())
+	})
+
+	It("refuses a policy that would lock its author out, unless it says it means it", func(ctx SpecContext) {
+		lockout := &kmsv1alpha1.KeyPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments"},
+			Spec: kmsv1alpha1.KeyPolicySpec{KeyRef: kmsv1alpha1.KeyReference{Name: "payments"}, Statements: []kmsv1alpha1.PolicyStatement{
+				{Sid: "OnlyCarol", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"carol"}}, Actions: []string{"*"}},
+			}},
+		}
+		err := k8sClient.Create(ctx, lockout.DeepCopy())
+		Expect(err).To(MatchError(ContainSubstring("would leave")))
+		Expect(err).To(MatchError(ContainSubstring("bypassPolicyLockoutSafetyCheck")))
+
+		lockout.Spec.BypassPolicyLockoutSafetyCheck = true
+		Expect(k8sClient.Create(ctx, lockout)).To(Succeed())
+		Eventually(func() bool {
+			cur := &kmsv1alpha1.KeyPolicy{}
+			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lockout), cur)).To(Succeed())
+			return meta.IsStatusConditionTrue(cur.Status.Conditions, kmsv1alpha1.KeyPolicyConditionAccepted)
+		}).Should(BeTrue())
+
+		By("as promised, its author can no longer change it")
+		Eventually(func() error {
+			return k8sClient.Delete(ctx, &kmsv1alpha1.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments"}})
+		}).Should(MatchError(ContainSubstring("may not PutPolicy")))
 	})
 })

@@ -59,6 +59,9 @@ type Config struct {
 	// UsageInterval is how often use is summarised as Events and
 	// status.lastUsed (default 1m; negative turns it off).
 	UsageInterval time.Duration
+	// Access is the policy and grant index, shared with the admin webhook;
+	// Setup feeds it from informers. Nil makes one.
+	Access *access.Index
 }
 
 // tokenreviews: authenticate every caller's token.
@@ -84,7 +87,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 	if _, err := inf.AddEventHandler(keys.EventHandler()); err != nil {
 		return nil, err
 	}
-	index := access.NewIndex()
+	index := cfg.Access
+	if index == nil {
+		index = access.NewIndex()
+	}
 	for obj, h := range map[client.Object]toolscache.ResourceEventHandler{
 		&kmsv1alpha1.KeyPolicy{}: index.PolicyHandler(),
 		&kmsv1alpha1.KeyGrant{}:  index.GrantHandler(),

@@ -43,10 +43,13 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/access"
+	"github.com/kubekms/kubekms/internal/adminwebhook"
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
@@ -91,6 +94,10 @@ var _ = BeforeSuite(func() {
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths:            []string{filepath.Join("..", "..", "config", "webhook")},
+			LocalServingHost: "127.0.0.1",
+		},
 	}
 	var err error
 	cfg, err = testEnv.Start()
@@ -160,13 +167,19 @@ type replicaOptions struct {
 // the suite's quota file and its own audit log. It returns a client of its
 // data plane and its quota limiter.
 func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceClient, *grpc.ClientConn, *quota.Limiter) {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  controllers.CacheOptions(operatorNamespace),
 		Controller:             config.Controller{SkipNameValidation: new(true)},
-	})
+	}
+	if o.controllers {
+		// The leader also serves the admin webhook, where envtest points it.
+		w := testEnv.WebhookInstallOptions
+		opts.WebhookServer = webhook.NewServer(webhook.Options{Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir})
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	sealer, err := seal.LoadOrCreateLocal(context.Background(), mgr.GetClient(), mgr.GetAPIReader(), operatorNamespace, rand.Reader)
 	Expect(err).NotTo(HaveOccurred())
@@ -181,9 +194,14 @@ func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceCli
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(closer.Close)
 	limiter := quota.NewLimiter(quota.DefaultConfig(), nil)
+	index := access.NewIndex()
+	if o.controllers {
+		adminwebhook.Setup(mgr, index, authz.New(kubernetes.NewForConfigOrDie(cfg).AuthorizationV1().SubjectAccessReviews(), authz.Options{AllowTTL: time.Second, DenyTTL: 500 * time.Millisecond}))
+	}
 	listening := make(chan net.Addr, 1)
 	_, err = dataplane.Setup(context.Background(), mgr, dataplane.Config{
 		Addr:            "127.0.0.1:0",
+		Access:          index,
 		TLS:             serverTLS,
 		Store:           store,
 		Registry:        prometheus.NewRegistry(),

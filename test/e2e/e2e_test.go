@@ -65,6 +65,7 @@ var _ = BeforeSuite(func() {
 		"--dir", devDir,
 		"--manager", manager,
 		"--crds", filepath.Join(repoRoot, "config", "crd", "bases"),
+		"--webhooks", filepath.Join(repoRoot, "config", "webhook"),
 		"--samples", filepath.Join(repoRoot, "config", "samples"),
 		"--metrics-bind-address", "0",
 		"--dataplane-address", dataplane,

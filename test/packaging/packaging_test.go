@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -261,6 +262,19 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		out, err = kubectl("apply", "-f", f)
 		Expect(err).NotTo(HaveOccurred(), out)
 
+		By("a webhook configuration for the manager to inject its CA into (matching nothing)")
+		Expect(admin.Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "kubekms-validating-webhook-configuration"},
+			Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+				Name: "vnothing.kms.kubekms.io", AdmissionReviewVersions: []string{"v1"},
+				SideEffects:   new(admissionregistrationv1.SideEffectClassNone),
+				FailurePolicy: new(admissionregistrationv1.Ignore),
+				ClientConfig:  admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: releaseNS, Name: "kubekms-webhook-service", Path: new("/none")}},
+				Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+					Rule: admissionregistrationv1.Rule{APIGroups: []string{"example.com"}, APIVersions: []string{"v1"}, Resources: []string{"nothings"}}}},
+			}},
+		})).To(Succeed())
+
 		By("running the real manager binary, impersonating the chart's ServiceAccount")
 		kc, err := clientcmd.Load(adminKC)
 		Expect(err).NotTo(HaveOccurred())
@@ -285,6 +299,8 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 			"--dataplane-bind-address", grpcA,
 			"--dataplane-ip-addresses", "127.0.0.1",
 			"--usage-interval", "1s",
+			"--webhook-host", "127.0.0.1",
+			"--webhook-port", strings.Split(freeAddr(), ":")[1],
 			"--audit-log", filepath.Join(GinkgoT().TempDir(), "audit.log"),
 		)
 		mgr, err = gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
@@ -367,6 +383,13 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		Expect(admin.Create(ctx, restored)).To(Succeed())
 		back := waitVersion(ctx, restored, 2)
 		Expect(back.Status.KeyID).To(Equal(got.Status.KeyID))
+
+		By("setting its webhook's caBundle to the published CA")
+		Eventually(func() string {
+			vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+			Expect(admin.Get(ctx, client.ObjectKey{Name: "kubekms-validating-webhook-configuration"}, vwc)).To(Succeed())
+			return string(vwc.Webhooks[0].ClientConfig.CABundle)
+		}).Should(Equal(cm.Data["ca.crt"]))
 
 		Expect(mgr.Err.Contents()).NotTo(ContainSubstring("forbidden"), "the manager was never refused anything")
 		Expect(mgr.Out.Contents()).NotTo(ContainSubstring("forbidden"))
