@@ -275,7 +275,13 @@ func kmsToken(ctx context.Context, ns, sa string) string {
 // grant lets a ServiceAccount use verbs on one key, as a key admin would
 // with a Role.
 func grant(ctx context.Context, ns, sa, key string, verbs ...string) {
-	name := sa + "-" + key + "-" + strings.Join(verbs, "-")
+	grantCross(ctx, ns, ns, sa, key, verbs...)
+}
+
+// grantCross is grant for a ServiceAccount of another namespace: the Role
+// and RoleBinding live in the key's namespace.
+func grantCross(ctx context.Context, ns, saNamespace, sa, key string, verbs ...string) {
+	name := saNamespace + "-" + sa + "-" + key + "-" + strings.Join(verbs, "-")
 	Expect(k8sClient.Create(ctx, &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, ResourceNames: []string{key}, Verbs: verbs}},
@@ -283,7 +289,7 @@ func grant(ctx context.Context, ns, sa, key string, verbs ...string) {
 	Expect(k8sClient.Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: sa}},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: saNamespace, Name: sa}},
 	})).To(Succeed())
 }
 
