@@ -20,6 +20,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -95,13 +96,19 @@ func (v *Validator) key(ctx context.Context, req admission.Request) admission.Re
 	return v.check(ctx, req.UserInfo, old.Namespace, old.Name, actions, nil)
 }
 
-func (v *Validator) keyPolicy(ctx context.Context, req admission.Request) admission.Response {
-	p := &kmsv1alpha1.KeyPolicy{}
+// decodeSubject decodes the object a request is about: the new one, or the
+// old one for a deletion.
+func (v *Validator) decodeSubject(req admission.Request, into runtime.Object) error {
 	raw := req.Object
 	if req.Operation == admissionv1.Delete {
 		raw = req.OldObject
 	}
-	if err := v.Decoder.DecodeRaw(raw, p); err != nil {
+	return v.Decoder.DecodeRaw(raw, into)
+}
+
+func (v *Validator) keyPolicy(ctx context.Context, req admission.Request) admission.Response {
+	p := &kmsv1alpha1.KeyPolicy{}
+	if err := v.decodeSubject(req, p); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	if resp := v.check(ctx, req.UserInfo, p.Namespace, p.Spec.KeyRef.Name, []string{"PutPolicy"}, nil); !resp.Allowed {
@@ -124,11 +131,7 @@ func (v *Validator) keyPolicy(ctx context.Context, req admission.Request) admiss
 
 func (v *Validator) keyGrant(ctx context.Context, req admission.Request) admission.Response {
 	g := &kmsv1alpha1.KeyGrant{}
-	raw := req.Object
-	if req.Operation == admissionv1.Delete {
-		raw = req.OldObject
-	}
-	if err := v.Decoder.DecodeRaw(raw, g); err != nil {
+	if err := v.decodeSubject(req, g); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	if req.Operation == admissionv1.Delete && retiring(g.Spec.RetiringPrincipal, req.UserInfo) {
