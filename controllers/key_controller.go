@@ -23,12 +23,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/rotation"
 )
 
-// symmetricKeySize is the size of SYMMETRIC_DEFAULT material: AES-256.
-const symmetricKeySize = 32
+// materialSize is the size of a version's material for a key spec that
+// this release makes: 32 bytes for SYMMETRIC_DEFAULT (AES-256), the HMAC
+// key size for HMAC_*.
+func materialSize(keySpec kmsv1alpha1.KeySpecType) (int, bool) {
+	if keySpec == kmsv1alpha1.KeySpecSymmetricDefault {
+		return crypto.VersionKeySize, true
+	}
+	if s, ok := crypto.HMACSpec(string(keySpec)); ok {
+		return s.KeySize, true
+	}
+	return 0, false
+}
 
 // KeyReconciler makes, rotates and retires the material of Keys.
 type KeyReconciler struct {
@@ -241,7 +252,11 @@ func (r *KeyReconciler) ensureVersions(ctx context.Context, key *kmsv1alpha1.Key
 }
 
 func (r *KeyReconciler) createVersion(ctx context.Context, owner keystore.Owner, version int32, now time.Time, request string) (bool, error) {
-	material := make([]byte, symmetricKeySize)
+	size, ok := materialSize(kmsv1alpha1.KeySpecType(owner.KeySpec))
+	if !ok {
+		return false, fmt.Errorf("no material for keySpec %s", owner.KeySpec)
+	}
+	material := make([]byte, size)
 	defer clear(material)
 	if _, err := io.ReadFull(r.Random, material); err != nil {
 		return false, fmt.Errorf("generate material: %w", err)
@@ -297,11 +312,11 @@ func (r *KeyReconciler) patchStatus(ctx context.Context, key *kmsv1alpha1.Key, s
 
 // unsupported says why this release cannot make the key's material, if so.
 func unsupported(key *kmsv1alpha1.Key) *blocker {
-	switch {
-	case key.Spec.Origin == kmsv1alpha1.KeyOriginExternal:
+	if key.Spec.Origin == kmsv1alpha1.KeyOriginExternal {
 		return &blocker{kmsv1alpha1.KeyReasonUnsupportedOrigin, "Importing key material (origin: External) is not supported yet"}
-	case key.Spec.KeySpec != kmsv1alpha1.KeySpecSymmetricDefault:
-		return &blocker{kmsv1alpha1.KeyReasonUnsupportedKeySpec, fmt.Sprintf("keySpec %s is not supported yet; only SYMMETRIC_DEFAULT makes material", key.Spec.KeySpec)}
+	}
+	if _, ok := materialSize(key.Spec.KeySpec); !ok {
+		return &blocker{kmsv1alpha1.KeyReasonUnsupportedKeySpec, fmt.Sprintf("keySpec %s is not supported yet; SYMMETRIC_DEFAULT and HMAC_* make material", key.Spec.KeySpec)}
 	}
 	return nil
 }

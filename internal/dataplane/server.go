@@ -172,6 +172,9 @@ func (s *Server) DescribeKey(ctx context.Context, req *kmsv1.DescribeKeyRequest)
 	if key.KeySpec == kmsv1alpha1.KeySpecSymmetricDefault {
 		md.EncryptionAlgorithms = []string{SymmetricDefault}
 	}
+	if spec, ok := crypto.HMACSpec(string(key.KeySpec)); ok {
+		md.MacAlgorithms = []string{string(spec.Algorithm)}
+	}
 	if !key.NextRotation.IsZero() {
 		md.NextRotationDate = timestamppb.New(key.NextRotation)
 	}

@@ -1,0 +1,90 @@
+package dataplane
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/keyring"
+)
+
+// maxVerifyVersions bounds how many versions VerifyMac tries, newest
+// first: a MAC does not say which version made it.
+const maxVerifyVersions = 16
+
+// ReasonInvalidMac is VerifyMac's answer for a MAC that does not verify.
+const ReasonInvalidMac = "KMSInvalidMacException"
+
+// GenerateMac implements KeyManagementService.
+func (s *Server) GenerateMac(ctx context.Context, req *kmsv1.GenerateMacRequest) (*kmsv1.GenerateMacResponse, error) {
+	if err := checkBytes("message", req.Message, 1, MaxPlaintext); err != nil {
+		return nil, err
+	}
+	key, err := s.authorizedKey(ctx, "GenerateMac", req.KeyId, nil)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := macKey(key, req.MacAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	vk, err := s.Keys.VersionKey(ctx, key, key.CurrentVersion)
+	if err != nil {
+		return nil, errInternal()
+	}
+	mac, err := spec.MAC(vk, req.Message)
+	if err != nil {
+		return nil, errInternal()
+	}
+	return &kmsv1.GenerateMacResponse{Mac: mac, KeyId: key.KeyIDString, KeyVersion: key.CurrentVersion, MacAlgorithm: string(spec.Algorithm)}, nil
+}
+
+// VerifyMac implements KeyManagementService: in constant time per version,
+// against the newest maxVerifyVersions versions.
+func (s *Server) VerifyMac(ctx context.Context, req *kmsv1.VerifyMacRequest) (*kmsv1.VerifyMacResponse, error) {
+	if err := checkBytes("message", req.Message, 1, MaxPlaintext); err != nil {
+		return nil, err
+	}
+	if err := checkBytes("mac", req.Mac, 1, 64); err != nil {
+		return nil, err
+	}
+	key, err := s.authorizedKey(ctx, "VerifyMac", req.KeyId, nil)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := macKey(key, req.MacAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	for v := key.CurrentVersion; v >= 1 && v+maxVerifyVersions > key.CurrentVersion; v-- {
+		vk, err := s.Keys.VersionKey(ctx, key, v)
+		if err != nil {
+			continue // a version that no longer exists verifies nothing
+		}
+		if spec.VerifyMAC(vk, req.Message, req.Mac) {
+			noteKey(ctx, key, v)
+			return &kmsv1.VerifyMacResponse{MacValid: true, KeyId: key.KeyIDString, KeyVersion: v, MacAlgorithm: string(spec.Algorithm)}, nil
+		}
+	}
+	return nil, newError(codes.InvalidArgument, ReasonInvalidMac, "the MAC does not verify for this message and key")
+}
+
+// macKey checks that a key can make and verify MACs with alg (default:
+// the key spec's algorithm).
+func macKey(key *keyring.Key, alg string) (crypto.HMACKeySpec, error) {
+	spec, ok := crypto.HMACSpec(string(key.KeySpec))
+	switch {
+	case key.State == kmsv1alpha1.KeyStateDisabled:
+		return spec, newError(codes.FailedPrecondition, ReasonDisabled, "key %s/%s is disabled", key.Namespace, key.Name)
+	case !ok || (key.KeyUsage != "" && key.KeyUsage != kmsv1alpha1.KeyUsageGenerateVerifyMAC):
+		return spec, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s has key usage %s, not GENERATE_VERIFY_MAC", key.Namespace, key.Name, key.KeyUsage)
+	case key.State != kmsv1alpha1.KeyStateEnabled || key.CurrentVersion == 0:
+		return spec, newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s is %s", key.Namespace, key.Name, key.State)
+	case alg != "" && alg != string(spec.Algorithm):
+		return spec, errValidation("mac_algorithm must be %s for a %s key, got %q", spec.Algorithm, key.KeySpec, alg)
+	}
+	return spec, nil
+}
