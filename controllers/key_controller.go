@@ -28,17 +28,33 @@ import (
 	"github.com/kubekms/kubekms/internal/rotation"
 )
 
-// materialSize is the size of a version's material for a key spec that
-// this release makes: 32 bytes for SYMMETRIC_DEFAULT (AES-256), the HMAC
-// key size for HMAC_*.
-func materialSize(keySpec kmsv1alpha1.KeySpecType) (int, bool) {
-	if keySpec == kmsv1alpha1.KeySpecSymmetricDefault {
-		return crypto.VersionKeySize, true
+// newMaterial makes a version's material for a key spec this release
+// supports: 32 random bytes for SYMMETRIC_DEFAULT, the HMAC key size for
+// HMAC_*, a PKCS#8 private key (and its public key) for RSA and ECC specs.
+func newMaterial(keySpec kmsv1alpha1.KeySpecType, random io.Reader) (material, public []byte, err error) {
+	size := 0
+	switch {
+	case keySpec == kmsv1alpha1.KeySpecSymmetricDefault:
+		size = crypto.VersionKeySize
+	default:
+		if s, ok := crypto.HMACSpec(string(keySpec)); ok {
+			size = s.KeySize
+		} else if a, ok := crypto.Asymmetric(string(keySpec)); ok {
+			return a.GenerateKeyPair(random)
+		} else {
+			return nil, nil, fmt.Errorf("no material for keySpec %s", keySpec)
+		}
 	}
-	if s, ok := crypto.HMACSpec(string(keySpec)); ok {
-		return s.KeySize, true
-	}
-	return 0, false
+	material = make([]byte, size)
+	_, err = io.ReadFull(random, material)
+	return material, nil, err
+}
+
+// supportedKeySpec says whether this release makes material of keySpec.
+func supportedKeySpec(keySpec kmsv1alpha1.KeySpecType) bool {
+	_, hmacOK := crypto.HMACSpec(string(keySpec))
+	_, asymOK := crypto.Asymmetric(string(keySpec))
+	return keySpec == kmsv1alpha1.KeySpecSymmetricDefault || hmacOK || asymOK
 }
 
 // KeyReconciler makes, rotates and retires the material of Keys.
@@ -252,16 +268,12 @@ func (r *KeyReconciler) ensureVersions(ctx context.Context, key *kmsv1alpha1.Key
 }
 
 func (r *KeyReconciler) createVersion(ctx context.Context, owner keystore.Owner, version int32, now time.Time, request string) (bool, error) {
-	size, ok := materialSize(kmsv1alpha1.KeySpecType(owner.KeySpec))
-	if !ok {
-		return false, fmt.Errorf("no material for keySpec %s", owner.KeySpec)
-	}
-	material := make([]byte, size)
+	material, public, err := newMaterial(kmsv1alpha1.KeySpecType(owner.KeySpec), r.Random)
 	defer clear(material)
-	if _, err := io.ReadFull(r.Random, material); err != nil {
+	if err != nil {
 		return false, fmt.Errorf("generate material: %w", err)
 	}
-	return r.Store.Create(ctx, owner, version, material, now, request)
+	return r.Store.Create(ctx, owner, version, material, public, now, request)
 }
 
 // reconcileDelete moves the key's material to tombstones kept for the
@@ -315,8 +327,8 @@ func unsupported(key *kmsv1alpha1.Key) *blocker {
 	if key.Spec.Origin == kmsv1alpha1.KeyOriginExternal {
 		return &blocker{kmsv1alpha1.KeyReasonUnsupportedOrigin, "Importing key material (origin: External) is not supported yet"}
 	}
-	if _, ok := materialSize(key.Spec.KeySpec); !ok {
-		return &blocker{kmsv1alpha1.KeyReasonUnsupportedKeySpec, fmt.Sprintf("keySpec %s is not supported yet; SYMMETRIC_DEFAULT and HMAC_* make material", key.Spec.KeySpec)}
+	if !supportedKeySpec(key.Spec.KeySpec) {
+		return &blocker{kmsv1alpha1.KeyReasonUnsupportedKeySpec, fmt.Sprintf("keySpec %s is not supported yet", key.Spec.KeySpec)}
 	}
 	return nil
 }

@@ -227,16 +227,35 @@ var _ = Describe("Key controller", func() {
 		Consistently(countMaterial(ctx, before.Status.KeyID), "1s").Should(Equal(2))
 	})
 
-	It("marks key specs of later releases as unsupported", func(ctx SpecContext) {
-		key := createKey(ctx, newKey(ns, "rsa", withKeySpec(kmsv1alpha1.KeySpecRSA2048)))
+	It("marks imported material (a later release) as unsupported", func(ctx SpecContext) {
+		key := newKey(ns, "byok")
+		key.Spec.Origin = kmsv1alpha1.KeyOriginExternal
+		createKey(ctx, key)
 		Eventually(func(g Gomega) {
 			got := getKey(ctx, key)()
 			ready := meta.FindStatusCondition(got.Status.Conditions, kmsv1alpha1.KeyConditionReady)
 			g.Expect(ready).NotTo(BeNil())
 			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-			g.Expect(ready.Reason).To(Equal(kmsv1alpha1.KeyReasonUnsupportedKeySpec))
-			g.Expect(got.Status.KeyUsage).To(Equal(kmsv1alpha1.KeyUsageEncryptDecrypt))
+			g.Expect(ready.Reason).To(Equal(kmsv1alpha1.KeyReasonUnsupportedOrigin))
+			g.Expect(got.Status.State).To(Equal(kmsv1alpha1.KeyStatePendingImport))
 		}).Should(Succeed())
+	})
+
+	It("makes key pairs for asymmetric specs and publishes the public key", func(ctx SpecContext) {
+		key := waitReady(ctx, createKey(ctx, newKey(ns, "signing", withKeySpec(kmsv1alpha1.KeySpecECCNISTP256))), 1)
+		Expect(key.Status.KeyUsage).To(Equal(kmsv1alpha1.KeyUsageSignVerify))
+		Expect(key.Status.PublicKey).To(HavePrefix("-----BEGIN PUBLIC KEY-----"))
+		private, err := store.Load(ctx, key.Status.KeyID, 1, "ECC_NIST_P256")
+		Expect(err).NotTo(HaveOccurred())
+		for _, s := range materialSecrets(ctx, key.Status.KeyID) {
+			for name, value := range s.Data {
+				Expect(bytes.Contains(value, private)).To(BeFalse(), "Secret data %q holds the private key in the clear", name)
+			}
+		}
+		first := key.Status.PublicKey
+		annotate(ctx, key, kmsv1alpha1.RotateAnnotation, "new-pair")
+		rotated := waitReady(ctx, key, 2)
+		Expect(rotated.Status.PublicKey).NotTo(Equal(first), "a rotation makes a new key pair")
 	})
 })
 

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keystore"
 )
 
@@ -71,6 +72,9 @@ func computeStatus(key *kmsv1alpha1.Key, obs observed) kmsv1alpha1.KeyStatus {
 		}
 		if current.Version > 1 {
 			st.LastRotationTime = new(metav1.NewTime(current.CreatedAt))
+		}
+		if len(current.PublicKey) > 0 {
+			st.PublicKey = crypto.PublicKeyPEM(current.PublicKey)
 		}
 	}
 	if !obs.nextRotation.IsZero() {

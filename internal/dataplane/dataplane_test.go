@@ -319,7 +319,7 @@ var _ = Describe("KeyManagementService", func() {
 	})
 
 	It("serves Unimplemented for operations of later releases", func() {
-		_, err := kms.Sign(actx, &kmsv1.SignRequest{KeyId: "payments", Message: plain})
+		_, err := kms.GenerateDataKeyPair(actx, &kmsv1.GenerateDataKeyPairRequest{KeyId: "payments", KeyPairSpec: "ECC_NIST_P256"})
 		Expect(status.Code(err)).To(Equal(codes.Unimplemented))
 	})
 })

@@ -131,7 +131,7 @@ func (o Options) throttle(ctx context.Context, req any, info *grpc.UnaryServerIn
 	}
 	op := info.FullMethod[len(servicePrefix):]
 	ns := principal(ctx).Namespace
-	d := o.Quota.Allow(ns, classOf(op), op)
+	d := o.Quota.Allow(ns, o.classOf(ctx, op, req), op)
 	if !d.Allowed {
 		if o.Metrics != nil {
 			o.Metrics.throttled.WithLabelValues(ns, string(d.Class)).Inc()
@@ -141,9 +141,19 @@ func (o Options) throttle(ctx context.Context, req any, info *grpc.UnaryServerIn
 	return handler(ctx, req)
 }
 
-// classOf is an operation's quota class. Every operation served now is
-// symmetric; RSA and ECC operations will be classed by their key.
-func classOf(string) quota.Class { return quota.Symmetric }
+// classOf is an operation's quota class: operations of asymmetric keys
+// count as rsa or ecc by the key they name, the rest as symmetric.
+func (o Options) classOf(ctx context.Context, op string, req any) quota.Class {
+	switch op {
+	case "Sign", "Verify", "GetPublicKey":
+		if o.Keys != nil {
+			if k, err := o.Keys.Resolve(principal(ctx).Namespace, requestedKey(req)); err == nil {
+				return quota.Class(keyClass(string(k.KeySpec)))
+			}
+		}
+	}
+	return quota.Symmetric
+}
 
 // record gives every KeyManagementService call its state and writes its
 // audit record before the response (and any plaintext) leaves. With
@@ -180,7 +190,7 @@ func (o Options) record(ctx context.Context, req any, info *grpc.UnaryServerInfo
 		}
 	}
 	if o.Usage != nil {
-		o.Usage.Observe(rec, c.keyUID, string(classOf(op)))
+		o.Usage.Observe(rec, c.keyUID, string(o.classOf(withCall(ctx, c), op, req)))
 	}
 	return resp, err
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -52,6 +53,9 @@ type Server struct {
 	// ServiceAccountUID looks up an account's UID, for ExplainAccess about
 	// another principal.
 	ServiceAccountUID func(ctx context.Context, namespace, name string) (string, error)
+
+	// signers caches parsed private keys of asymmetric versions.
+	signers sync.Map
 	// Random supplies data keys, random bytes and salts: crypto/rand.Reader.
 	Random io.Reader
 }

@@ -10,6 +10,7 @@ package keystore
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strconv"
@@ -42,6 +43,9 @@ const (
 	AnnotationCreatedAt     = "kms.kubekms.io/created-at"
 	AnnotationRotateRequest = "kms.kubekms.io/rotate-request"
 	AnnotationDestroyAfter  = "kms.kubekms.io/destroy-after"
+	// AnnotationPublicKey holds an asymmetric version's public key
+	// (SubjectPublicKeyInfo DER, base64): public, so not sealed.
+	AnnotationPublicKey = "kms.kubekms.io/public-key"
 
 	dataSealed   = "sealed"
 	dataProvider = "sealer"
@@ -60,6 +64,8 @@ type Version struct {
 	RotateRequest string
 	Tombstone     bool
 	DestroyAfter  time.Time
+	// PublicKey is the SubjectPublicKeyInfo DER of an asymmetric version.
+	PublicKey []byte
 
 	secretName      string
 	uid             types.UID
@@ -153,6 +159,11 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 		uid:             secret.UID,
 		resourceVersion: secret.ResourceVersion,
 	}
+	if pk := secret.Annotations[AnnotationPublicKey]; pk != "" {
+		if v.PublicKey, err = base64.StdEncoding.DecodeString(pk); err != nil {
+			return bad(fmt.Sprintf("annotation %s is not base64", AnnotationPublicKey))
+		}
+	}
 	if v.Tombstone {
 		if v.DestroyAfter, err = time.Parse(time.RFC3339Nano, secret.Annotations[AnnotationDestroyAfter]); err != nil {
 			return bad(fmt.Sprintf("tombstone without a valid %s annotation", AnnotationDestroyAfter))
@@ -164,7 +175,7 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 // Create seals material as the given version of a key. It reports false when
 // the version already exists: someone else made it first, and that version,
 // not this material, is the one that counts.
-func (s *Store) Create(ctx context.Context, owner Owner, version int32, material []byte, createdAt time.Time, rotateRequest string) (bool, error) {
+func (s *Store) Create(ctx context.Context, owner Owner, version int32, material, publicKey []byte, createdAt time.Time, rotateRequest string) (bool, error) {
 	sealed, err := s.Sealer.Seal(ctx, material, seal.MaterialAAD(owner.KeyID, version, owner.KeySpec))
 	if err != nil {
 		return false, fmt.Errorf("seal key %s version %d: %w", owner.KeyID, version, err)
@@ -175,6 +186,9 @@ func (s *Store) Create(ctx context.Context, owner Owner, version int32, material
 	}
 	if rotateRequest != "" {
 		annotations[AnnotationRotateRequest] = rotateRequest
+	}
+	if len(publicKey) > 0 {
+		annotations[AnnotationPublicKey] = base64.StdEncoding.EncodeToString(publicKey)
 	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{

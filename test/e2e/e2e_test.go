@@ -399,6 +399,60 @@ spec:
 		Expect(out).To(MatchRegexp(`frontend-decrypt\s+payments\s+web/frontend\s+\["Decrypt"\]\s+Active`))
 	})
 
+	It("signs with kubectl kms; openssl verifies with the key from get-public-key", func() {
+		manifest := filepath.Join(GinkgoT().TempDir(), "signer.yaml")
+		Expect(os.WriteFile(manifest, []byte(`apiVersion: kms.kubekms.io/v1alpha1
+kind: Key
+metadata: {name: release-signer, namespace: default}
+spec: {keySpec: ECC_NIST_P256}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: release-signer, namespace: default}
+rules:
+- apiGroups: ["kms.kubekms.io"]
+  resources: ["keys"]
+  resourceNames: ["release-signer"]
+  verbs: ["sign", "verify", "getpublickey"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: release-signer, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: release-signer}
+subjects: [{kind: ServiceAccount, name: sample-app, namespace: default}]
+`), 0o600)).To(Succeed())
+		out, err := kubectl("apply", "-f", manifest)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string {
+			out, _ := kubectl("get", "key", "release-signer", "-o", "jsonpath={.status.state}")
+			return out
+		}, "20s").Should(Equal("Enabled"))
+
+		dir := GinkgoT().TempDir()
+		script := fmt.Sprintf(`set -euo pipefail
+source %q
+export PATH=%q:"$PATH"
+cd %q
+kubectl kms get-public-key release-signer --service-account sample-app > pub.pem
+echo -n 'release v1.2.3' > msg
+kubectl kms sign --key release-signer --algorithm ECDSA_SHA_256 -f msg --service-account sample-app > sig.b64
+base64 -d sig.b64 > sig
+openssl dgst -sha256 -verify pub.pem -signature sig msg
+kubectl kms verify --key release-signer --algorithm ECDSA_SHA_256 --signature "$(cat sig.b64)" -f msg --service-account sample-app
+echo -n 'tampered' > other
+if kubectl kms verify --key release-signer --algorithm ECDSA_SHA_256 --signature "$(cat sig.b64)" -f other --service-account sample-app 2> bad.err; then exit 1; fi
+cat bad.err
+`, filepath.Join(devDir, "env"), pluginDir, dir)
+		out2, err := exec.Command("bash", "-c", script).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out2))
+		Expect(string(out2)).To(ContainSubstring("Verified OK"))
+		Expect(string(out2)).To(ContainSubstring("valid (key version 1)"))
+		Expect(string(out2)).To(ContainSubstring("the signature does not verify"))
+		status, err := kubectl("get", "key", "release-signer", "-o", "jsonpath={.status.publicKey}")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.ReadFile(filepath.Join(dir, "pub.pem"))).To(BeEquivalentTo(status), "the CLI downloads what status publishes")
+	})
+
 	It("never writes key material or the root key into its logs", func() {
 		out, err := kubectl("get", "secrets", "-n", "kubekms-system", "-o", `jsonpath={range .items[*]}{.data.sealed}{.data.root-key-v1}{"\n"}{end}`)
 		Expect(err).NotTo(HaveOccurred(), out)

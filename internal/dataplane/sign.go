@@ -1,0 +1,145 @@
+package dataplane
+
+import (
+	"context"
+	gocrypto "crypto"
+	"crypto/x509"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/keyring"
+)
+
+// ReasonInvalidSignature is Verify's answer for a signature that does not verify.
+const ReasonInvalidSignature = "KMSInvalidSignatureException"
+
+// GetPublicKey implements KeyManagementService.
+func (s *Server) GetPublicKey(ctx context.Context, req *kmsv1.GetPublicKeyRequest) (*kmsv1.GetPublicKeyResponse, error) {
+	key, err := s.authorizedKey(ctx, "GetPublicKey", req.KeyId, nil)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := asymmetricKey(key, "")
+	if err != nil {
+		return nil, err
+	}
+	signer, err := s.signer(ctx, key, key.CurrentVersion)
+	if err != nil {
+		return nil, errInternal()
+	}
+	der, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		return nil, errInternal()
+	}
+	resp := &kmsv1.GetPublicKeyResponse{PublicKey: der, PublicKeyPem: crypto.PublicKeyPEM(der), KeyId: key.KeyIDString,
+		KeyVersion: key.CurrentVersion, KeySpec: string(key.KeySpec), KeyUsage: string(key.KeyUsage)}
+	if key.KeyUsage == kmsv1alpha1.KeyUsageSignVerify {
+		resp.SigningAlgorithms = spec.SigningAlgorithms
+	}
+	return resp, nil
+}
+
+// Sign implements KeyManagementService.
+func (s *Server) Sign(ctx context.Context, req *kmsv1.SignRequest) (*kmsv1.SignResponse, error) {
+	key, err := s.authorizedKey(ctx, "Sign", req.KeyId, nil)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := asymmetricKey(key, kmsv1alpha1.KeyUsageSignVerify)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.CheckSigning(req.SigningAlgorithm, req.MessageType, req.Message); err != nil {
+		return nil, errValidation("%s", err.Error())
+	}
+	signer, err := s.signer(ctx, key, key.CurrentVersion)
+	if err != nil {
+		return nil, errInternal()
+	}
+	sig, err := crypto.SignWith(signer, req.SigningAlgorithm, req.MessageType, req.Message, s.Random)
+	if err != nil {
+		return nil, errInternal()
+	}
+	return &kmsv1.SignResponse{Signature: sig, KeyId: key.KeyIDString, KeyVersion: key.CurrentVersion, SigningAlgorithm: req.SigningAlgorithm}, nil
+}
+
+// Verify implements KeyManagementService: a signature does not say which
+// version made it, so the newest maxVerifyVersions versions are tried.
+func (s *Server) Verify(ctx context.Context, req *kmsv1.VerifyRequest) (*kmsv1.VerifyResponse, error) {
+	if err := checkBytes("signature", req.Signature, 1, 1024); err != nil {
+		return nil, err
+	}
+	key, err := s.authorizedKey(ctx, "Verify", req.KeyId, nil)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := asymmetricKey(key, kmsv1alpha1.KeyUsageSignVerify)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.CheckSigning(req.SigningAlgorithm, req.MessageType, req.Message); err != nil {
+		return nil, errValidation("%s", err.Error())
+	}
+	for v := key.CurrentVersion; v >= 1 && v+maxVerifyVersions > key.CurrentVersion; v-- {
+		signer, err := s.signer(ctx, key, v)
+		if err != nil {
+			continue
+		}
+		if crypto.VerifyWith(signer.Public(), req.SigningAlgorithm, req.MessageType, req.Message, req.Signature) == nil {
+			noteKey(ctx, key, v)
+			return &kmsv1.VerifyResponse{SignatureValid: true, KeyId: key.KeyIDString, KeyVersion: v, SigningAlgorithm: req.SigningAlgorithm}, nil
+		}
+	}
+	return nil, newError(codes.InvalidArgument, ReasonInvalidSignature, "the signature does not verify for this message and key")
+}
+
+// signer returns a version's parsed private key, parsed once.
+func (s *Server) signer(ctx context.Context, key *keyring.Key, version uint32) (gocrypto.Signer, error) {
+	ref := key.KeyIDString + "/" + strconv.FormatUint(uint64(version), 10)
+	if v, ok := s.signers.Load(ref); ok {
+		return v.(gocrypto.Signer), nil
+	}
+	material, err := s.Keys.VersionKey(ctx, key, version)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := crypto.ParsePrivate(material)
+	if err != nil {
+		return nil, err
+	}
+	s.signers.Store(ref, signer)
+	return signer, nil
+}
+
+// asymmetricKey checks that a key is an enabled asymmetric key (of the
+// given usage, when one is given).
+func asymmetricKey(key *keyring.Key, usage kmsv1alpha1.KeyUsage) (crypto.AsymmetricSpec, error) {
+	spec, ok := crypto.Asymmetric(string(key.KeySpec))
+	switch {
+	case key.State == kmsv1alpha1.KeyStateDisabled:
+		return spec, newError(codes.FailedPrecondition, ReasonDisabled, "key %s/%s is disabled", key.Namespace, key.Name)
+	case !ok:
+		return spec, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s is not an asymmetric key", key.Namespace, key.Name)
+	case usage != "" && key.KeyUsage != usage:
+		return spec, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s has key usage %s, not %s", key.Namespace, key.Name, key.KeyUsage, usage)
+	case key.State != kmsv1alpha1.KeyStateEnabled || key.CurrentVersion == 0:
+		return spec, newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s is %s", key.Namespace, key.Name, key.State)
+	}
+	return spec, nil
+}
+
+// keyClass is the quota class of an operation on a key spec.
+func keyClass(keySpec string) string {
+	switch {
+	case strings.HasPrefix(keySpec, "RSA_"):
+		return "rsa"
+	case strings.HasPrefix(keySpec, "ECC_"):
+		return "ecc"
+	}
+	return "symmetric"
+}
