@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	_ "crypto/sha1" // RSAES_OAEP_SHA_1
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
@@ -222,4 +223,36 @@ func VerifyWith(k crypto.PublicKey, alg, messageType string, message, signature 
 		return ErrSignature
 	}
 	return nil
+}
+
+// OAEP hashes by encryption algorithm, as AWS names them.
+var oaepHashes = map[string]crypto.Hash{
+	"RSAES_OAEP_SHA_1":   crypto.SHA1,
+	"RSAES_OAEP_SHA_256": crypto.SHA256,
+}
+
+// RSAEncryptionAlgorithms are the encryption algorithms of RSA keys.
+var RSAEncryptionAlgorithms = []string{"RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"}
+
+// IsRSAEncryption says whether alg is an RSA encryption algorithm.
+func IsRSAEncryption(alg string) bool { _, ok := oaepHashes[alg]; return ok }
+
+// MaxOAEPPlaintext is the largest plaintext RSA-OAEP takes with this key
+// and algorithm (for RSA_2048 and SHA-256: 190 bytes).
+func MaxOAEPPlaintext(pub *rsa.PublicKey, alg string) int {
+	return pub.Size() - 2*oaepHashes[alg].Size() - 2
+}
+
+// EncryptOAEP encrypts with RSA-OAEP (MGF1 with the same hash, no label).
+func EncryptOAEP(pub *rsa.PublicKey, alg string, plaintext []byte, random io.Reader) ([]byte, error) {
+	return rsa.EncryptOAEP(oaepHashes[alg].New(), random, pub, plaintext, nil)
+}
+
+// DecryptOAEP decrypts RSA-OAEP; every failure is ErrInvalidCiphertext.
+func DecryptOAEP(priv *rsa.PrivateKey, alg string, ciphertext []byte) ([]byte, error) {
+	pt, err := rsa.DecryptOAEP(oaepHashes[alg].New(), nil, priv, ciphertext, nil)
+	if err != nil {
+		return nil, ErrInvalidCiphertext
+	}
+	return pt, nil
 }

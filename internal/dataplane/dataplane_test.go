@@ -175,7 +175,7 @@ var _ = Describe("KeyManagementService", func() {
 			return err
 		}, "at most 6144 bytes"),
 		Entry("unknown algorithm", func() error {
-			_, err := kms.Encrypt(actx, &kmsv1.EncryptRequest{KeyId: "payments", Plaintext: plain, EncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
+			_, err := kms.Encrypt(actx, &kmsv1.EncryptRequest{KeyId: "payments", Plaintext: plain, EncryptionAlgorithm: "AES_GCM_SIV"})
 			return err
 		}, "encryption_algorithm must be SYMMETRIC_DEFAULT"),
 		Entry("no key", func() error {

@@ -62,6 +62,9 @@ type Server struct {
 
 // Encrypt implements KeyManagementService.
 func (s *Server) Encrypt(ctx context.Context, req *kmsv1.EncryptRequest) (*kmsv1.EncryptResponse, error) {
+	if crypto.IsRSAEncryption(req.EncryptionAlgorithm) {
+		return s.rsaEncrypt(ctx, req)
+	}
 	if err := checkBytes("plaintext", req.Plaintext, 1, MaxPlaintext); err != nil {
 		return nil, err
 	}
@@ -84,6 +87,9 @@ func (s *Server) Encrypt(ctx context.Context, req *kmsv1.EncryptRequest) (*kmsv1
 
 // Decrypt implements KeyManagementService.
 func (s *Server) Decrypt(ctx context.Context, req *kmsv1.DecryptRequest) (*kmsv1.DecryptResponse, error) {
+	if crypto.IsRSAEncryption(req.EncryptionAlgorithm) {
+		return s.rsaDecrypt(ctx, req)
+	}
 	if err := checkAlgorithm("encryption_algorithm", req.EncryptionAlgorithm); err != nil {
 		return nil, err
 	}
@@ -412,7 +418,7 @@ func checkContext(field string, ec map[string]string) error {
 
 func checkAlgorithm(field, alg string) error {
 	if alg != "" && alg != SymmetricDefault {
-		return errValidation("%s must be %s for symmetric keys, got %q", field, SymmetricDefault, alg)
+		return errValidation("%s must be %s for symmetric keys (RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256 for RSA keys), got %q", field, SymmetricDefault, alg)
 	}
 	return nil
 }

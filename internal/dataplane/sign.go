@@ -40,6 +40,8 @@ func (s *Server) GetPublicKey(ctx context.Context, req *kmsv1.GetPublicKeyReques
 		KeyVersion: key.CurrentVersion, KeySpec: string(key.KeySpec), KeyUsage: string(key.KeyUsage)}
 	if key.KeyUsage == kmsv1alpha1.KeyUsageSignVerify {
 		resp.SigningAlgorithms = spec.SigningAlgorithms
+	} else {
+		resp.EncryptionAlgorithms = crypto.RSAEncryptionAlgorithms
 	}
 	return resp, nil
 }

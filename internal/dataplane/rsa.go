@@ -1,0 +1,87 @@
+package dataplane
+
+import (
+	"context"
+	"crypto/rsa"
+
+	"google.golang.org/grpc/codes"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/keyring"
+)
+
+// rsaEncrypt is Encrypt with an RSA key: RSAES-OAEP, AWS's format (the raw
+// OAEP ciphertext, no header), so data encrypted elsewhere with the public
+// key decrypts here. No encryption context, as on AWS.
+func (s *Server) rsaEncrypt(ctx context.Context, req *kmsv1.EncryptRequest) (*kmsv1.EncryptResponse, error) {
+	if len(req.EncryptionContext) > 0 {
+		return nil, errValidation("encryption_context is not valid with %s (asymmetric keys take none)", req.EncryptionAlgorithm)
+	}
+	key, err := s.authorizedKey(ctx, "Encrypt", req.KeyId, nil)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := s.rsaKey(ctx, key, key.CurrentVersion)
+	if err != nil {
+		return nil, err
+	}
+	if max := crypto.MaxOAEPPlaintext(&priv.PublicKey, req.EncryptionAlgorithm); len(req.Plaintext) < 1 || len(req.Plaintext) > max {
+		return nil, errValidation("plaintext must be 1 to %d bytes for %s with %s, got %d", max, key.KeySpec, req.EncryptionAlgorithm, len(req.Plaintext))
+	}
+	ct, err := crypto.EncryptOAEP(&priv.PublicKey, req.EncryptionAlgorithm, req.Plaintext, s.Random)
+	if err != nil {
+		return nil, errInternal()
+	}
+	return &kmsv1.EncryptResponse{CiphertextBlob: ct, KeyId: key.KeyIDString, KeyVersion: key.CurrentVersion, EncryptionAlgorithm: req.EncryptionAlgorithm}, nil
+}
+
+// rsaDecrypt is Decrypt with an RSA key, which the caller must name (the
+// ciphertext does not); the newest maxVerifyVersions versions are tried.
+func (s *Server) rsaDecrypt(ctx context.Context, req *kmsv1.DecryptRequest) (*kmsv1.DecryptResponse, error) {
+	if req.KeyId == "" {
+		return nil, errValidation("key_id is required to decrypt with %s", req.EncryptionAlgorithm)
+	}
+	if len(req.EncryptionContext) > 0 {
+		return nil, errValidation("encryption_context is not valid with %s (asymmetric keys take none)", req.EncryptionAlgorithm)
+	}
+	if err := checkBytes("ciphertext_blob", req.CiphertextBlob, 1, 512); err != nil {
+		return nil, err
+	}
+	key, err := s.authorizedKey(ctx, "Decrypt", req.KeyId, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.rsaKey(ctx, key, key.CurrentVersion); err != nil {
+		return nil, err
+	}
+	for v := key.CurrentVersion; v >= 1 && v+maxVerifyVersions > key.CurrentVersion; v-- {
+		priv, err := s.rsaKey(ctx, key, v)
+		if err != nil {
+			continue
+		}
+		if pt, err := crypto.DecryptOAEP(priv, req.EncryptionAlgorithm, req.CiphertextBlob); err == nil {
+			noteKey(ctx, key, v)
+			return &kmsv1.DecryptResponse{Plaintext: pt, KeyId: key.KeyIDString, KeyVersion: v, EncryptionAlgorithm: req.EncryptionAlgorithm}, nil
+		}
+	}
+	return nil, errInvalidCiphertext()
+}
+
+// rsaKey returns a version's RSA private key, once the key is an enabled
+// RSA key for ENCRYPT_DECRYPT.
+func (s *Server) rsaKey(ctx context.Context, key *keyring.Key, version uint32) (*rsa.PrivateKey, error) {
+	if _, err := asymmetricKey(key, kmsv1alpha1.KeyUsageEncryptDecrypt); err != nil {
+		return nil, err
+	}
+	signer, err := s.signer(ctx, key, version)
+	if err != nil {
+		return nil, errInternal()
+	}
+	priv, ok := signer.(*rsa.PrivateKey)
+	if !ok {
+		return nil, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s is not an RSA key", key.Namespace, key.Name)
+	}
+	return priv, nil
+}
