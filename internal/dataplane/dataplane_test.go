@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"strings"
@@ -184,6 +185,36 @@ var _ = Describe("KeyManagementService", func() {
 		}, "key_id is required"),
 	)
 
+	It("makes data key pairs whose private key decrypts and matches the public key", func(ctx SpecContext) {
+		grant(ctx, ns, "api", "payments", "generatedatakeypair", "generatedatakeypairwithoutplaintext")
+		var pair *kmsv1.GenerateDataKeyPairResponse
+		Eventually(func() error {
+			var err error
+			pair, err = kms.GenerateDataKeyPair(actx, &kmsv1.GenerateDataKeyPairRequest{KeyId: "payments", KeyPairSpec: "ECC_NIST_P256", EncryptionContext: map[string]string{"use": "tls"}})
+			return err
+		}).Should(Succeed())
+		pub, err := crypto.PublicKeyOf(pair.PrivateKeyPlaintext)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pub).To(Equal(pair.PublicKey))
+		dec, err := kms.Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: pair.PrivateKeyCiphertextBlob, EncryptionContext: map[string]string{"use": "tls"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(dec.Plaintext).To(Equal(pair.PrivateKeyPlaintext))
+		sig, err := crypto.Sign(dec.Plaintext, "ECDSA_SHA_256", "RAW", []byte("m"), rand.Reader)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(crypto.Verify(pair.PublicKey, "ECDSA_SHA_256", "RAW", []byte("m"), sig)).To(Succeed())
+
+		np, err := kms.GenerateDataKeyPairWithoutPlaintext(actx, &kmsv1.GenerateDataKeyPairWithoutPlaintextRequest{KeyId: "payments", KeyPairSpec: "RSA_2048"})
+		Expect(err).NotTo(HaveOccurred())
+		dec, err = kms.Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: np.PrivateKeyCiphertextBlob})
+		Expect(err).NotTo(HaveOccurred())
+		pub, err = crypto.PublicKeyOf(dec.Plaintext)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pub).To(Equal(np.PublicKey))
+
+		_, err = kms.GenerateDataKeyPair(actx, &kmsv1.GenerateDataKeyPairRequest{KeyId: "payments", KeyPairSpec: "ECC_NIST_EDWARDS25519"})
+		Expect(status.Convert(err).Message()).To(ContainSubstring("key_pair_spec must be one of"))
+	})
+
 	It("makes data keys and random bytes", func() {
 		dk, err := kms.GenerateDataKey(actx, &kmsv1.GenerateDataKeyRequest{KeyId: "payments", KeySpec: "AES_256", EncryptionContext: map[string]string{"file": "a"}})
 		Expect(err).NotTo(HaveOccurred())
@@ -318,9 +349,11 @@ var _ = Describe("KeyManagementService", func() {
 		expectError(err, codes.PermissionDenied, dataplane.ReasonAccessDenied)
 	})
 
-	It("serves Unimplemented for operations of later releases", func() {
-		_, err := kms.GenerateDataKeyPair(actx, &kmsv1.GenerateDataKeyPairRequest{KeyId: "payments", KeyPairSpec: "ECC_NIST_P256"})
-		Expect(status.Code(err)).To(Equal(codes.Unimplemented))
+	It("serves every operation of the proto", func() {
+		_, err := kms.GenerateMac(actx, &kmsv1.GenerateMacRequest{KeyId: "payments", Message: plain})
+		Expect(status.Code(err)).NotTo(Equal(codes.Unimplemented), "served now")
+		_, err = kms.ExplainAccess(actx, &kmsv1.ExplainAccessRequest{})
+		Expect(status.Code(err)).To(Equal(codes.InvalidArgument))
 	})
 })
 
