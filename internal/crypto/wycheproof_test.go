@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"crypto/fips140"
 	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
@@ -53,6 +54,13 @@ func mustHex(t *testing.T, s string) []byte {
 	return b
 }
 
+// fipsRefuses lists valid vectors Go's validated FIPS 140-3 module refuses
+// while the default module accepts them (edge cases of PKCS#1 v1.5
+// signature size); outside FIPS mode they must verify like all others.
+var fipsRefuses = map[string]map[int]bool{
+	"RSASSA_PKCS1_V1_5_SHA_256": {258: true, 259: true}, // small signature; signature close to n
+}
+
 func TestWycheproofSignatures(t *testing.T) {
 	files := map[string]string{
 		"ecdsa_secp256r1_sha256_test.json":      "ECDSA_SHA_256",
@@ -72,6 +80,9 @@ func TestWycheproofSignatures(t *testing.T) {
 					err := Verify(pub, alg, "RAW", mustHex(t, tc.Msg), mustHex(t, tc.Sig))
 					switch tc.Result {
 					case "valid":
+						if err != nil && fips140.Enabled() && fipsRefuses[alg][tc.TcID] {
+							continue
+						}
 						if err != nil {
 							t.Errorf("tcId %d (%s): valid signature refused: %v", tc.TcID, tc.Comment, err)
 						}
