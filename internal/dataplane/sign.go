@@ -48,16 +48,9 @@ func (s *Server) GetPublicKey(ctx context.Context, req *kmsv1.GetPublicKeyReques
 
 // Sign implements KeyManagementService.
 func (s *Server) Sign(ctx context.Context, req *kmsv1.SignRequest) (*kmsv1.SignResponse, error) {
-	key, err := s.authorizedKey(ctx, "Sign", req.KeyId, nil)
+	key, err := s.signingKey(ctx, "Sign", req.KeyId, req.SigningAlgorithm, req.MessageType, req.Message)
 	if err != nil {
 		return nil, err
-	}
-	spec, err := asymmetricKey(key, kmsv1alpha1.KeyUsageSignVerify)
-	if err != nil {
-		return nil, err
-	}
-	if err := spec.CheckSigning(req.SigningAlgorithm, req.MessageType, req.Message); err != nil {
-		return nil, errValidation("%s", err.Error())
 	}
 	signer, err := s.signer(ctx, key, key.CurrentVersion)
 	if err != nil {
@@ -76,16 +69,9 @@ func (s *Server) Verify(ctx context.Context, req *kmsv1.VerifyRequest) (*kmsv1.V
 	if err := checkBytes("signature", req.Signature, 1, 1024); err != nil {
 		return nil, err
 	}
-	key, err := s.authorizedKey(ctx, "Verify", req.KeyId, nil)
+	key, err := s.signingKey(ctx, "Verify", req.KeyId, req.SigningAlgorithm, req.MessageType, req.Message)
 	if err != nil {
 		return nil, err
-	}
-	spec, err := asymmetricKey(key, kmsv1alpha1.KeyUsageSignVerify)
-	if err != nil {
-		return nil, err
-	}
-	if err := spec.CheckSigning(req.SigningAlgorithm, req.MessageType, req.Message); err != nil {
-		return nil, errValidation("%s", err.Error())
 	}
 	for v := key.CurrentVersion; v >= 1 && v+maxVerifyVersions > key.CurrentVersion; v-- {
 		signer, err := s.signer(ctx, key, v)
@@ -98,6 +84,23 @@ func (s *Server) Verify(ctx context.Context, req *kmsv1.VerifyRequest) (*kmsv1.V
 		}
 	}
 	return nil, newError(codes.InvalidArgument, ReasonInvalidSignature, "the signature does not verify for this message and key")
+}
+
+// signingKey authorizes action on a SIGN_VERIFY key and checks the
+// algorithm and message against it.
+func (s *Server) signingKey(ctx context.Context, action, ref, alg, messageType string, message []byte) (*keyring.Key, error) {
+	key, err := s.authorizedKey(ctx, action, ref, nil)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := asymmetricKey(key, kmsv1alpha1.KeyUsageSignVerify)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.CheckSigning(alg, messageType, message); err != nil {
+		return nil, errValidation("%s", err.Error())
+	}
+	return key, nil
 }
 
 // signer returns a version's parsed private key, parsed once.
