@@ -8,6 +8,7 @@ package authz
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -114,14 +115,26 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) (Decision, error)
 	return d, nil
 }
 
+// cacheKey identifies a question: it runs on every call, so it hashes one
+// length-prefixed buffer instead of formatting. Groups are sorted only when
+// they are not already (the API server sends them in a stable order).
 func cacheKey(r Request) [32]byte {
-	h := sha256.New()
-	groups := slices.Clone(r.Principal.Groups)
-	slices.Sort(groups)
-	for _, s := range append([]string{r.Principal.Username, r.Principal.UID, r.Namespace, r.Name, Verb(r.Action)}, groups...) {
-		fmt.Fprintf(h, "%d:%s", len(s), s)
+	groups := r.Principal.Groups
+	if !slices.IsSorted(groups) {
+		groups = slices.Sorted(slices.Values(groups))
 	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	var stack [512]byte
+	b := stack[:0]
+	for _, f := range [...]string{r.Principal.Username, r.Principal.UID, r.Namespace, r.Name, r.Action} {
+		b = appendField(b, f)
+	}
+	for _, g := range groups {
+		b = appendField(b, g)
+	}
+	return sha256.Sum256(b)
+}
+
+func appendField(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
 }

@@ -46,7 +46,7 @@ func (s *Server) dataKeyPair(ctx context.Context, action, ref, pairSpec string, 
 	if key, err = s.authorizedKey(ctx, action, ref, ec); err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if err := usable(key); err != nil {
+	if err := usable(key); err != nil { // before the costly key pair, not only in encrypt
 		return nil, nil, nil, nil, err
 	}
 	if priv, pub, err = spec.GenerateKeyPair(s.Random); err != nil {

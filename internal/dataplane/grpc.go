@@ -131,7 +131,9 @@ func (o Options) throttle(ctx context.Context, req any, info *grpc.UnaryServerIn
 	}
 	op := info.FullMethod[len(servicePrefix):]
 	ns := principal(ctx).Namespace
-	d := o.Quota.Allow(ns, o.classOf(ctx, op, req), op)
+	c := callOf(ctx)
+	c.class = o.classOf(ctx, op, req)
+	d := o.Quota.Allow(ns, c.class, op)
 	if !d.Allowed {
 		if o.Metrics != nil {
 			o.Metrics.throttled.WithLabelValues(ns, string(d.Class)).Inc()
@@ -190,7 +192,11 @@ func (o Options) record(ctx context.Context, req any, info *grpc.UnaryServerInfo
 		}
 	}
 	if o.Usage != nil {
-		o.Usage.Observe(rec, c.keyUID, string(o.classOf(withCall(ctx, c), op, req)))
+		class := c.class
+		if class == "" { // not throttled (quotas off, or refused before)
+			class = o.classOf(withCall(ctx, c), op, req)
+		}
+		o.Usage.Observe(rec, c.keyUID, string(class))
 	}
 	return resp, err
 }

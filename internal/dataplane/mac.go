@@ -76,13 +76,12 @@ func (s *Server) VerifyMac(ctx context.Context, req *kmsv1.VerifyMacRequest) (*k
 // the key spec's algorithm).
 func macKey(key *keyring.Key, alg string) (crypto.HMACKeySpec, error) {
 	spec, ok := crypto.HMACSpec(string(key.KeySpec))
+	if err := checkKey(key, kmsv1alpha1.KeyUsageGenerateVerifyMAC, true); err != nil {
+		return spec, err
+	}
 	switch {
-	case key.State == kmsv1alpha1.KeyStateDisabled:
-		return spec, newError(codes.FailedPrecondition, ReasonDisabled, "key %s/%s is disabled", key.Namespace, key.Name)
-	case !ok || (key.KeyUsage != "" && key.KeyUsage != kmsv1alpha1.KeyUsageGenerateVerifyMAC):
-		return spec, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s has key usage %s, not GENERATE_VERIFY_MAC", key.Namespace, key.Name, key.KeyUsage)
-	case key.State != kmsv1alpha1.KeyStateEnabled || key.CurrentVersion == 0:
-		return spec, newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s is %s", key.Namespace, key.Name, key.State)
+	case !ok:
+		return spec, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s is not an HMAC key", key.Namespace, key.Name)
 	case alg != "" && alg != string(spec.Algorithm):
 		return spec, errValidation("mac_algorithm must be %s for a %s key, got %q", spec.Algorithm, key.KeySpec, alg)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keyring"
 	"github.com/kubekms/kubekms/internal/policy"
+	"github.com/kubekms/kubekms/internal/quota"
 )
 
 // Limits, as AWS KMS.
@@ -336,27 +337,35 @@ func (s *Server) decide(ctx context.Context, p *authn.Principal, action string, 
 	})
 }
 
-// usable says whether a key can encrypt now. Only allowed callers learn it.
-func usable(key *keyring.Key) error {
-	if err := usableForDecrypt(key); err != nil {
-		return err
-	}
-	if key.CurrentVersion == 0 {
-		return newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s has no material yet", key.Namespace, key.Name)
+// checkKey is the one check of a key before use: not disabled, of the
+// usage the operation needs ("" for any), enabled, and with material when
+// needMaterial. Only callers allowed to use the key get here, so only they
+// learn its state.
+func checkKey(key *keyring.Key, usage kmsv1alpha1.KeyUsage, needMaterial bool) error {
+	switch {
+	case key.State == kmsv1alpha1.KeyStateDisabled:
+		return newError(codes.FailedPrecondition, ReasonDisabled, "key %s/%s is disabled", key.Namespace, key.Name)
+	case usage != "" && key.KeyUsage != "" && key.KeyUsage != usage:
+		return newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s has key usage %s, not %s", key.Namespace, key.Name, key.KeyUsage, usage)
+	case key.State != kmsv1alpha1.KeyStateEnabled || (needMaterial && key.CurrentVersion == 0):
+		return newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s is %s and has no usable material yet", key.Namespace, key.Name, key.State)
 	}
 	return nil
 }
 
-func usableForDecrypt(key *keyring.Key) error {
-	switch {
-	case key.State == kmsv1alpha1.KeyStateDisabled:
-		return newError(codes.FailedPrecondition, ReasonDisabled, "key %s/%s is disabled", key.Namespace, key.Name)
-	case key.KeyUsage != "" && key.KeyUsage != kmsv1alpha1.KeyUsageEncryptDecrypt:
-		return newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s has key usage %s, not ENCRYPT_DECRYPT", key.Namespace, key.Name, key.KeyUsage)
-	case key.KeySpec != kmsv1alpha1.KeySpecSymmetricDefault:
-		return newError(codes.Unimplemented, ReasonInvalidKeyUsage, "encryption with %s keys is not served yet", key.KeySpec)
-	case key.State != kmsv1alpha1.KeyStateEnabled:
-		return newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s is %s", key.Namespace, key.Name, key.State)
+// usable says whether a key can encrypt now (symmetric encryption).
+func usable(key *keyring.Key) error { return symmetricKey(key, true) }
+
+// usableForDecrypt is usable without needing a current version.
+func usableForDecrypt(key *keyring.Key) error { return symmetricKey(key, false) }
+
+func symmetricKey(key *keyring.Key, needMaterial bool) error {
+	if err := checkKey(key, kmsv1alpha1.KeyUsageEncryptDecrypt, needMaterial); err != nil {
+		return err
+	}
+	if key.KeySpec != kmsv1alpha1.KeySpecSymmetricDefault {
+		return newError(codes.InvalidArgument, ReasonInvalidKeyUsage,
+			"key %s/%s is a %s key: set encryption_algorithm to RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1", key.Namespace, key.Name, key.KeySpec)
 	}
 	return nil
 }
@@ -429,6 +438,8 @@ type call struct {
 	principal *authn.Principal
 	record    *audit.Record
 	keyUID    types.UID
+	// class is the quota class, decided once by the throttle interceptor.
+	class quota.Class
 }
 
 type callKey struct{}

@@ -125,15 +125,11 @@ func (s *Server) signer(ctx context.Context, key *keyring.Key, version uint32) (
 // given usage, when one is given).
 func asymmetricKey(key *keyring.Key, usage kmsv1alpha1.KeyUsage) (crypto.AsymmetricSpec, error) {
 	spec, ok := crypto.Asymmetric(string(key.KeySpec))
-	switch {
-	case key.State == kmsv1alpha1.KeyStateDisabled:
-		return spec, newError(codes.FailedPrecondition, ReasonDisabled, "key %s/%s is disabled", key.Namespace, key.Name)
-	case !ok:
+	if err := checkKey(key, usage, true); err != nil {
+		return spec, err
+	}
+	if !ok {
 		return spec, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s is not an asymmetric key", key.Namespace, key.Name)
-	case usage != "" && key.KeyUsage != usage:
-		return spec, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s has key usage %s, not %s", key.Namespace, key.Name, key.KeyUsage, usage)
-	case key.State != kmsv1alpha1.KeyStateEnabled || key.CurrentVersion == 0:
-		return spec, newError(codes.FailedPrecondition, ReasonKeyUnavailable, "key %s/%s is %s", key.Namespace, key.Name, key.State)
 	}
 	return spec, nil
 }

@@ -245,7 +245,8 @@ type Decision struct {
 func (l *Limiter) Allow(ns string, c Class, op string) Decision {
 	now := l.now()
 	d := Decision{Allowed: true, Class: c}
-	var taken []*rate.Reservation
+	var taken [2]*rate.Reservation
+	n := 0
 	for _, k := range [2]bucketKey{{ns, c, op}, {ns, c, ""}} {
 		b := l.bucket(k)
 		if b == nil {
@@ -254,14 +255,15 @@ func (l *Limiter) Allow(ns string, c Class, op string) Decision {
 		r := b.ReserveN(now, 1)
 		if delay := r.DelayFrom(now); !r.OK() || delay > 0 {
 			r.CancelAt(now)
-			for _, t := range taken {
+			for _, t := range taken[:n] {
 				t.CancelAt(now)
 			}
 			d.Allowed = false
 			d.RetryAfter = max(delay, time.Millisecond)
 			return d
 		}
-		taken = append(taken, r)
+		taken[n] = r
+		n++
 	}
 	return d
 }
