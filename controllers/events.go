@@ -12,6 +12,9 @@ const (
 	ReasonRestoreFailed     = "RestoreFailed"
 	ReasonDestroyed         = "Destroyed"
 	ReasonMaterialMissing   = "MaterialMissing"
+	ReasonImported          = "Imported"
+	ReasonImportFailed      = "ImportFailed"
+	ReasonMaterialExpired   = "MaterialExpired"
 
 	ActionCreateMaterial  = "CreateMaterial"
 	ActionRotate          = "Rotate"
@@ -20,4 +23,5 @@ const (
 	ActionRestore         = "Restore"
 	ActionDestroyMaterial = "DestroyMaterial"
 	ActionValidate        = "Validate"
+	ActionImport          = "ImportMaterial"
 )

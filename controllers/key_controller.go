@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -60,6 +61,9 @@ func supportedKeySpec(keySpec kmsv1alpha1.KeySpecType) bool {
 // KeyReconciler makes, rotates and retires the material of Keys.
 type KeyReconciler struct {
 	client.Client
+	// Reader reads import Secrets; it must not be a cache (the manager
+	// caches no Secret outside its namespace).
+	Reader   client.Reader
 	Store    *keystore.Store
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
@@ -78,6 +82,9 @@ type KeyReconciler struct {
 // +kubebuilder:rbac:groups=kms.kubekms.io,resources=keys/finalizers,verbs=update
 // events: lifecycle and usage Events on Keys and material Secrets.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// secrets in other namespaces: none here. Importing material (origin:
+// External) needs get and delete on the import Secret, granted per namespace
+// by binding the ClusterRole kubekms-key-import (config/rbac/key_import_role.yaml).
 // secrets, only in the operator's namespace: the root key, the CA and one
 // Secret per key version (create), tombstones (patch), destruction after the
 // window (delete). Never Secrets of other namespaces.
@@ -114,14 +121,20 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if reason, note, ok := stateEvent(key.Status.State, status.State); ok {
 		r.Recorder.Eventf(key, nil, corev1.EventTypeNormal, reason, ActionChangeState, note)
 	}
+	if c := meta.FindStatusCondition(status.Conditions, kmsv1alpha1.KeyConditionImported); c != nil {
+		if reason, note, ok := importEvent(key.Status.Conditions, *c); ok {
+			r.Recorder.Eventf(key, nil, corev1.EventTypeWarning, reason, ActionImport, note)
+		}
+	}
 	if err := r.patchStatus(ctx, key, status); err != nil {
 		return ctrl.Result{}, err
 	}
 	if obs.blocked != nil {
 		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("%s: %s", obs.blocked.reason, obs.blocked.message))
 	}
-	if !obs.nextRotation.IsZero() {
-		return ctrl.Result{RequeueAfter: max(obs.nextRotation.Sub(r.Clock.Now()), time.Second)}, nil
+	obs.wakeAt(obs.nextRotation)
+	if !obs.wake.IsZero() {
+		return ctrl.Result{RequeueAfter: max(obs.wake.Sub(r.Clock.Now()), time.Second)}, nil
 	}
 	return ctrl.Result{}, nil
 }
@@ -215,6 +228,10 @@ func (r *KeyReconciler) restore(ctx context.Context, key *kmsv1alpha1.Key, obs *
 // fresh read.
 func (r *KeyReconciler) ensureVersions(ctx context.Context, key *kmsv1alpha1.Key, obs *observed) error {
 	owner := keystore.Owner{Namespace: key.Namespace, Name: key.Name, KeyID: obs.keyID, KeySpec: string(key.Spec.KeySpec)}
+	if key.Spec.Origin == kmsv1alpha1.KeyOriginExternal {
+		// Imported keys get versions only by import, never from rotation.
+		return r.reconcileImport(ctx, key, obs)
+	}
 	request := key.Annotations[kmsv1alpha1.RotateAnnotation]
 	now := r.Clock.Now()
 
@@ -302,6 +319,18 @@ func (r *KeyReconciler) reconcileDelete(ctx context.Context, key *kmsv1alpha1.Ke
 			"Scheduled destruction of key %s (%d versions) at %s; a Key with spec.restoreFrom: %s restores it until then",
 			active[0].KeyID, len(active), destroyAfter.UTC().Format(time.RFC3339), active[0].KeyID)
 	}
+	if key.Spec.Origin == kmsv1alpha1.KeyOriginExternal && key.Status.KeyID != "" {
+		// The wrapping key is not material: nothing to keep for a restore.
+		p, err := r.Store.ImportParameters(ctx, key.Status.KeyID)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			if err := r.Store.DeleteImportParameters(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
 	orig := key.DeepCopy()
 	controllerutil.RemoveFinalizer(key, kmsv1alpha1.KeyFinalizer)
 	if err := r.Patch(ctx, key, client.MergeFrom(orig)); err != nil {
@@ -324,9 +353,6 @@ func (r *KeyReconciler) patchStatus(ctx context.Context, key *kmsv1alpha1.Key, s
 
 // unsupported says why this release cannot make the key's material, if so.
 func unsupported(key *kmsv1alpha1.Key) *blocker {
-	if key.Spec.Origin == kmsv1alpha1.KeyOriginExternal {
-		return &blocker{kmsv1alpha1.KeyReasonUnsupportedOrigin, "Importing key material (origin: External) is not supported yet"}
-	}
 	if !supportedKeySpec(key.Spec.KeySpec) {
 		return &blocker{kmsv1alpha1.KeyReasonUnsupportedKeySpec, fmt.Sprintf("keySpec %s is not supported yet", key.Spec.KeySpec)}
 	}

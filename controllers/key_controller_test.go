@@ -227,20 +227,6 @@ var _ = Describe("Key controller", func() {
 		Consistently(countMaterial(ctx, before.Status.KeyID), "1s").Should(Equal(2))
 	})
 
-	It("marks imported material (a later release) as unsupported", func(ctx SpecContext) {
-		key := newKey(ns, "byok")
-		key.Spec.Origin = kmsv1alpha1.KeyOriginExternal
-		createKey(ctx, key)
-		Eventually(func(g Gomega) {
-			got := getKey(ctx, key)()
-			ready := meta.FindStatusCondition(got.Status.Conditions, kmsv1alpha1.KeyConditionReady)
-			g.Expect(ready).NotTo(BeNil())
-			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-			g.Expect(ready.Reason).To(Equal(kmsv1alpha1.KeyReasonUnsupportedOrigin))
-			g.Expect(got.Status.State).To(Equal(kmsv1alpha1.KeyStatePendingImport))
-		}).Should(Succeed())
-	})
-
 	It("makes key pairs for asymmetric specs and publishes the public key", func(ctx SpecContext) {
 		key := waitReady(ctx, createKey(ctx, newKey(ns, "signing", withKeySpec(kmsv1alpha1.KeySpecECCNISTP256))), 1)
 		Expect(key.Status.KeyUsage).To(Equal(kmsv1alpha1.KeyUsageSignVerify))
@@ -400,6 +386,17 @@ var _ = Describe("Key validation by the API server", func() {
 			`spec.state: Unsupported value: "Paused"`),
 		Entry("restoreFrom that is no keyID", func(k *kmsv1alpha1.Key) { k.Spec.RestoreFrom = "payments" },
 			"spec.restoreFrom"),
+		Entry("import on a generated key", func(k *kmsv1alpha1.Key) {
+			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "wrapped"}}
+		}, "import applies only to keys with origin: External"),
+		Entry("scheduled rotation of an imported key", func(k *kmsv1alpha1.Key) {
+			k.Spec.Origin = kmsv1alpha1.KeyOriginExternal
+			withRotation("24h")(k)
+		}, "scheduled rotation cannot make material for origin: External"),
+		Entry("unknown wrapping algorithm", func(k *kmsv1alpha1.Key) {
+			k.Spec.Origin = kmsv1alpha1.KeyOriginExternal
+			k.Spec.Import = &kmsv1alpha1.KeyImport{WrappingAlgorithm: "RSAES_PKCS1_V1_5"}
+		}, `spec.import.wrappingAlgorithm: Unsupported value: "RSAES_PKCS1_V1_5"`),
 		Entry("name longer than 63 characters", func(k *kmsv1alpha1.Key) { k.Name = strings.Repeat("k", 64) },
 			"Key names are at most 63 characters"),
 	)

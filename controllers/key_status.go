@@ -28,6 +28,21 @@ type observed struct {
 	versions     []keystore.Version
 	nextRotation time.Time
 	blocked      *blocker
+	// wake is the earliest time the key needs looking at again.
+	wake time.Time
+
+	// External keys: the published import parameters, why material is not
+	// (or could not be) imported, and whether it has expired.
+	importParams  *kmsv1alpha1.KeyImportParameters
+	importProblem *blocker
+	expired       bool
+}
+
+// wakeAt asks for another reconcile at t, keeping the earliest request.
+func (o *observed) wakeAt(t time.Time) {
+	if !t.IsZero() && (o.wake.IsZero() || t.Before(o.wake)) {
+		o.wake = t
+	}
 }
 
 // computeStatus derives the Key's status from what was observed now. It never
@@ -53,6 +68,10 @@ func computeStatus(key *kmsv1alpha1.Key, obs observed) kmsv1alpha1.KeyStatus {
 			// Keep what was known, so the latch holds on the next run.
 			st.State, st.CurrentVersion, st.Versions = key.Status.State, key.Status.CurrentVersion, key.Status.Versions
 		}
+	case key.Spec.Origin == kmsv1alpha1.KeyOriginExternal && (len(obs.versions) == 0 || obs.expired):
+		imported := importCondition(key, obs)
+		st.State = kmsv1alpha1.KeyStatePendingImport
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, imported.Reason, imported.Message
 	case len(obs.versions) == 0:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, kmsv1alpha1.KeyReasonCreating, "Creating key material"
 	case key.Spec.State == kmsv1alpha1.KeyDesiredDisabled:
@@ -63,6 +82,10 @@ func computeStatus(key *kmsv1alpha1.Key, obs observed) kmsv1alpha1.KeyStatus {
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, kmsv1alpha1.KeyReasonEnabled, "Key is enabled"
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
+	if key.Spec.Origin == kmsv1alpha1.KeyOriginExternal && obs.blocked == nil {
+		meta.SetStatusCondition(&st.Conditions, importCondition(key, obs))
+		st.ImportParameters = obs.importParams
+	}
 
 	if n := len(obs.versions); n > 0 {
 		current := obs.versions[n-1]

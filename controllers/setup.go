@@ -36,6 +36,7 @@ type Config struct {
 func Setup(mgr ctrl.Manager, cfg Config) error {
 	if err := (&KeyReconciler{
 		Client:                 mgr.GetClient(),
+		Reader:                 mgr.GetAPIReader(),
 		Store:                  cfg.Store,
 		Recorder:               mgr.GetEventRecorder("kubekms-key-controller"),
 		Clock:                  cfg.Clock,

@@ -121,7 +121,7 @@ func startManager() func() {
 // directReconciler is the Key reconciler without a manager: tests call it
 // the way the manager's timer would, to drive time with the fake clock.
 func directReconciler() *KeyReconciler {
-	return &KeyReconciler{Client: k8sClient, Store: store, Recorder: discardRecorder{}, Clock: fakeClock, Random: rand.Reader}
+	return &KeyReconciler{Client: k8sClient, Reader: k8sClient, Store: store, Recorder: discardRecorder{}, Clock: fakeClock, Random: rand.Reader}
 }
 
 type discardRecorder struct{}

@@ -88,6 +88,9 @@ const (
 const (
 	// KeyConditionReady is True when the key has material and is usable.
 	KeyConditionReady = "Ready"
+	// KeyConditionImported (External keys only) is True when the material
+	// named by spec.import was imported and has not expired.
+	KeyConditionImported = "Imported"
 
 	// KeyReasonEnabled: the key has material and is enabled.
 	KeyReasonEnabled = "Enabled"
@@ -97,8 +100,15 @@ const (
 	KeyReasonCreating = "Creating"
 	// KeyReasonUnsupportedKeySpec: this release cannot make material of that keySpec.
 	KeyReasonUnsupportedKeySpec = "UnsupportedKeySpec"
-	// KeyReasonUnsupportedOrigin: this release cannot import material.
-	KeyReasonUnsupportedOrigin = "UnsupportedOrigin"
+	// KeyReasonPendingImport: an External key waits for its first material.
+	KeyReasonPendingImport = "PendingImport"
+	// KeyReasonImported: the material was imported.
+	KeyReasonImported = "Imported"
+	// KeyReasonImportFailed: the material named by spec.import.secretRef
+	// could not be imported; the message says why.
+	KeyReasonImportFailed = "ImportFailed"
+	// KeyReasonMaterialExpired: the imported material is past spec.import.validTo.
+	KeyReasonMaterialExpired = "MaterialExpired"
 	// KeyReasonRestoreSourceNotFound: restoreFrom names no key deleted within its window in this namespace.
 	KeyReasonRestoreSourceNotFound = "RestoreSourceNotFound"
 	// KeyReasonMaterialMissing: the key had versions but their sealed material
@@ -135,7 +145,65 @@ type KeyRotation struct {
 	Period *metav1.Duration `json:"period,omitempty"`
 }
 
+// Wrapping algorithms for importing key material (origin: External).
+const (
+	// WrappingRSAESOAEPSHA256 wraps the material directly with RSAES-OAEP
+	// (SHA-256, MGF1 SHA-256). It fits symmetric and HMAC material.
+	WrappingRSAESOAEPSHA256 = "RSAES_OAEP_SHA_256"
+	// WrappingRSAAESKeyWrapSHA256 wraps a fresh AES-256 key with RSAES-OAEP
+	// SHA-256 and the material with AES key wrap with padding (RFC 5649);
+	// the two are concatenated. Needed for asymmetric private keys.
+	WrappingRSAAESKeyWrapSHA256 = "RSA_AES_KEY_WRAP_SHA_256"
+)
+
+// Data keys of an import Secret (spec.import.secretRef).
+const (
+	// ImportSecretWrappedMaterial holds the wrapped key material.
+	ImportSecretWrappedMaterial = "wrappedKeyMaterial"
+	// ImportSecretToken holds status.importParameters.importToken.
+	ImportSecretToken = "importToken"
+)
+
+// LocalSecretReference names a Secret in the same namespace.
+type LocalSecretReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// KeyImport says where imported material comes from (origin: External).
+type KeyImport struct {
+	// secretRef names a Secret in the Key's namespace whose data holds
+	// wrappedKeyMaterial (the material wrapped with
+	// status.importParameters.wrappingPublicKey) and importToken. The
+	// controller imports it as a new version and deletes the Secret. Create
+	// the Secret again (with parameters that have not expired) to import
+	// another version. The manager needs get and delete on it: bind the
+	// ClusterRole kubekms-key-import in this namespace (docs/keys.md).
+	// +optional
+	SecretRef *LocalSecretReference `json:"secretRef,omitempty"`
+
+	// wrappingAlgorithm is how the material was wrapped: RSAES_OAEP_SHA_256
+	// (default; symmetric and HMAC material) or RSA_AES_KEY_WRAP_SHA_256
+	// (any material; needed for RSA and ECC private keys).
+	// +optional
+	// +kubebuilder:default=RSAES_OAEP_SHA_256
+	// +kubebuilder:validation:Enum=RSAES_OAEP_SHA_256;RSA_AES_KEY_WRAP_SHA_256
+	WrappingAlgorithm string `json:"wrappingAlgorithm,omitempty"`
+
+	// validTo, when set, is when the imported material expires: from then
+	// on the key refuses every cryptographic operation (state
+	// PendingImport, reason MaterialExpired) until validTo is moved later.
+	// Unset means the material does not expire.
+	// +optional
+	ValidTo *metav1.Time `json:"validTo,omitempty"`
+}
+
 // KeySpec is the desired state of a Key.
+// +kubebuilder:validation:XValidation:rule="!has(self.import) || (has(self.origin) && self.origin == 'External')",message="import applies only to keys with origin: External"
+// +kubebuilder:validation:XValidation:rule="!(has(self.origin) && self.origin == 'External' && has(self.rotation) && has(self.rotation.enabled) && self.rotation.enabled)",message="scheduled rotation cannot make material for origin: External; import again to add a version"
 // +kubebuilder:validation:XValidation:rule="!has(self.keyUsage) || (self.keySpec == 'SYMMETRIC_DEFAULT' ? self.keyUsage == 'ENCRYPT_DECRYPT' : self.keySpec.startsWith('RSA_') ? self.keyUsage in ['ENCRYPT_DECRYPT', 'SIGN_VERIFY'] : self.keySpec.startsWith('ECC_') ? self.keyUsage == 'SIGN_VERIFY' : self.keyUsage == 'GENERATE_VERIFY_MAC')",message="keyUsage does not fit keySpec: SYMMETRIC_DEFAULT allows ENCRYPT_DECRYPT; RSA_* allow ENCRYPT_DECRYPT or SIGN_VERIFY; ECC_* allow SIGN_VERIFY; HMAC_* allow GENERATE_VERIFY_MAC"
 // +kubebuilder:validation:XValidation:rule="(has(self.keyUsage) ? self.keyUsage : self.keySpec.startsWith('HMAC_') ? 'GENERATE_VERIFY_MAC' : self.keySpec.startsWith('ECC_') ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT') == (has(oldSelf.keyUsage) ? oldSelf.keyUsage : oldSelf.keySpec.startsWith('HMAC_') ? 'GENERATE_VERIFY_MAC' : oldSelf.keySpec.startsWith('ECC_') ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT')",message="keyUsage is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.restoreFrom) == has(oldSelf.restoreFrom) && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)",message="restoreFrom is immutable: it can only be set when the Key is created"
@@ -164,6 +232,10 @@ type KeySpec struct {
 	// +kubebuilder:default=Generated
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="origin is immutable"
 	Origin KeyOrigin `json:"origin,omitempty"`
+
+	// import names the material to import into an External key.
+	// +optional
+	Import *KeyImport `json:"import,omitempty"`
 
 	// state is the desired state: Enabled (default) or Disabled. A disabled
 	// key refuses every cryptographic operation and does not rotate.
@@ -207,6 +279,23 @@ type KeyVersion struct {
 	CreatedAt metav1.Time `json:"createdAt"`
 }
 
+// KeyImportParameters are the wrapping key and token for one import, as AWS
+// KMS's GetParametersForImport returns them.
+type KeyImportParameters struct {
+	// wrappingPublicKey is the PEM RSA 4096 public key to wrap material with.
+	// +required
+	// +kubebuilder:validation:MaxLength=4096
+	WrappingPublicKey string `json:"wrappingPublicKey"`
+	// importToken goes into the import Secret next to the wrapped material.
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	ImportToken string `json:"importToken"`
+	// expiresAt is when the token and wrapping key stop being accepted; new
+	// ones are published then.
+	// +required
+	ExpiresAt metav1.Time `json:"expiresAt"`
+}
+
 // KeyUse is the last use of a key in one operation class.
 type KeyUse struct {
 	// class is the operation class: symmetric, rsa or ecc.
@@ -229,7 +318,8 @@ type KeyStatus struct {
 	// +kubebuilder:validation:MaxLength=36
 	KeyID string `json:"keyID,omitempty"`
 
-	// state is Creating, Enabled, Disabled or PendingImport.
+	// state is Creating, Enabled, Disabled or PendingImport (an External
+	// key without material, or whose material expired).
 	// +optional
 	// +kubebuilder:validation:Enum=Creating;Enabled;Disabled;PendingImport
 	State KeyState `json:"state,omitempty"`
@@ -265,6 +355,11 @@ type KeyStatus struct {
 	// +kubebuilder:validation:MaxLength=4096
 	PublicKey string `json:"publicKey,omitempty"`
 
+	// importParameters is what an External key's material must be wrapped
+	// with, renewed when it expires.
+	// +optional
+	ImportParameters *KeyImportParameters `json:"importParameters,omitempty"`
+
 	// lastUsed is when the key was last used successfully, per operation
 	// class, and by whom. The data plane updates it at most once per
 	// interval (default 1m), so "is it safe to delete?" has an answer.
@@ -278,7 +373,7 @@ type KeyStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready.
+	// conditions: Ready, and Imported for External keys.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -345,6 +345,10 @@ func checkKey(key *keyring.Key, usage kmsv1alpha1.KeyUsage, needMaterial bool) e
 	switch {
 	case key.State == kmsv1alpha1.KeyStateDisabled:
 		return newError(codes.FailedPrecondition, ReasonDisabled, "key %s/%s is disabled", key.Namespace, key.Name)
+	case !key.ValidTo.IsZero() && !time.Now().Before(key.ValidTo):
+		// Checked here too, not only by the controller, so expiry is exact.
+		return newError(codes.FailedPrecondition, ReasonKeyUnavailable, "the imported material of key %s/%s expired at %s",
+			key.Namespace, key.Name, key.ValidTo.UTC().Format(time.RFC3339))
 	case usage != "" && key.KeyUsage != "" && key.KeyUsage != usage:
 		return newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s has key usage %s, not %s", key.Namespace, key.Name, key.KeyUsage, usage)
 	case key.State != kmsv1alpha1.KeyStateEnabled || (needMaterial && key.CurrentVersion == 0):

@@ -37,6 +37,9 @@ type Key struct {
 	Created         time.Time
 	RotationEnabled bool
 	NextRotation    time.Time
+	// ValidTo is when imported material expires (spec.import.validTo); zero
+	// when it does not.
+	ValidTo time.Time
 }
 
 // Loader unseals one version's material.
@@ -94,6 +97,9 @@ func (k *Keyring) Upsert(obj *kmsv1alpha1.Key) {
 	}
 	if obj.Status.NextRotationTime != nil {
 		snap.NextRotation = obj.Status.NextRotationTime.Time
+	}
+	if obj.Spec.Origin == kmsv1alpha1.KeyOriginExternal && obj.Spec.Import != nil && obj.Spec.Import.ValidTo != nil {
+		snap.ValidTo = obj.Spec.Import.ValidTo.Time
 	}
 	id, idErr := crypto.ParseKeyID(obj.Status.KeyID)
 	snap.KeyID = id

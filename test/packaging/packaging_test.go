@@ -6,8 +6,12 @@ package packaging
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +35,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -191,13 +198,23 @@ var _ = Describe("The Helm chart", func() {
 	It("grants no wildcard and Secrets only in its own namespace", func() {
 		out, err := helmTemplate()
 		Expect(err).NotTo(HaveOccurred(), out)
+		type object struct {
+			Kind     string              `json:"kind"`
+			Metadata metav1.ObjectMeta   `json:"metadata"`
+			Rules    []rbacv1.PolicyRule `json:"rules"`
+			RoleRef  rbacv1.RoleRef      `json:"roleRef"`
+		}
+		var objects []object
+		clusterBound := map[string]bool{}
 		for _, doc := range strings.Split(out, "\n---\n") {
-			var obj struct {
-				Kind     string              `json:"kind"`
-				Metadata metav1.ObjectMeta   `json:"metadata"`
-				Rules    []rbacv1.PolicyRule `json:"rules"`
-			}
+			var obj object
 			Expect(yaml.Unmarshal([]byte(doc), &obj)).To(Succeed())
+			objects = append(objects, obj)
+			if obj.Kind == "ClusterRoleBinding" {
+				clusterBound[obj.RoleRef.Name] = true
+			}
+		}
+		for _, obj := range objects {
 			if obj.Kind != "ClusterRole" && obj.Kind != "Role" {
 				continue
 			}
@@ -205,8 +222,11 @@ var _ = Describe("The Helm chart", func() {
 				Expect(r.Verbs).NotTo(ContainElement("*"), "%s %s", obj.Kind, obj.Metadata.Name)
 				Expect(r.Resources).NotTo(ContainElement("*"), "%s %s", obj.Kind, obj.Metadata.Name)
 				Expect(r.APIGroups).NotTo(ContainElement("*"), "%s %s", obj.Kind, obj.Metadata.Name)
-				if obj.Kind == "ClusterRole" {
-					Expect(r.Resources).NotTo(ContainElement("secrets"), "ClusterRole %s grants Secrets cluster-wide", obj.Metadata.Name)
+				if obj.Kind == "ClusterRole" && slices.Contains(r.Resources, "secrets") {
+					// Only the import role, for RoleBindings a namespace admin makes.
+					Expect(obj.Metadata.Name).To(Equal("kubekms-key-import"), "ClusterRole %s grants Secrets", obj.Metadata.Name)
+					Expect(clusterBound).NotTo(HaveKey(obj.Metadata.Name), "the chart binds %s cluster-wide", obj.Metadata.Name)
+					Expect(r.Verbs).To(ConsistOf("get", "delete"), "no list or watch of Secrets")
 				}
 			}
 		}
@@ -326,6 +346,45 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		Expect(strings.TrimSpace(out)).To(Equal("yes"))
 	})
 
+	It("imports material only in a namespace that binds kubekms-key-import, and says so until then", func(ctx SpecContext) {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "byok-"}}
+		Expect(admin.Create(ctx, ns)).To(Succeed())
+		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "imported"},
+			Spec: kmsv1alpha1.KeySpec{Origin: kmsv1alpha1.KeyOriginExternal, Import: &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "wrapped"}}}}
+		Expect(admin.Create(ctx, key)).To(Succeed())
+		var params *kmsv1alpha1.KeyImportParameters
+		Eventually(func(g Gomega) {
+			g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(key), key)).To(Succeed())
+			params = key.Status.ImportParameters
+			g.Expect(params).NotTo(BeNil())
+		}, time.Minute).Should(Succeed())
+		block, _ := pem.Decode([]byte(params.WrappingPublicKey))
+		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		Expect(err).NotTo(HaveOccurred())
+		wrapped, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub.(*rsa.PublicKey), make([]byte, 32), nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(admin.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "wrapped"},
+			Data: map[string][]byte{"wrappedKeyMaterial": wrapped, "importToken": []byte(params.ImportToken)}})).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(key), key)).To(Succeed())
+			c := meta.FindStatusCondition(key.Status.Conditions, kmsv1alpha1.KeyConditionImported)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Message).To(ContainSubstring("bind the ClusterRole kubekms-key-import"))
+		}, time.Minute).Should(Succeed())
+
+		By("a namespace admin binding the import role in this namespace only")
+		Expect(admin.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "kubekms-key-import"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "kubekms-key-import"},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: releaseNS, Name: "kubekms"}},
+		})).To(Succeed())
+		waitVersion(ctx, key, 1)
+		Eventually(func() bool {
+			return apierrors.IsNotFound(admin.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "wrapped"}, &corev1.Secret{}))
+		}, time.Minute).Should(BeTrue(), "the wrapped copy is deleted")
+	})
+
 	It("does its whole job: material, rotation, the data plane, the CA bundle, usage, deletion and restore", func(ctx SpecContext) {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "app-"}}
 		Expect(admin.Create(ctx, ns)).To(Succeed())
@@ -403,7 +462,7 @@ func waitVersion(ctx context.Context, key *kmsv1alpha1.Key, version int32) *kmsv
 		g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(key), got)).To(Succeed())
 		g.Expect(got.Status.State).To(Equal(kmsv1alpha1.KeyStateEnabled))
 		g.Expect(got.Status.CurrentVersion).To(Equal(version))
-	}).Should(Succeed())
+	}, time.Minute).Should(Succeed())
 	return got
 }
 

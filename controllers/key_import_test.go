@@ -1,0 +1,245 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/keystore"
+)
+
+// Bring your own key. openssl does the wrapping in the data plane suite's
+// round trip; here Go wraps, so each refusal can be provoked precisely.
+var _ = Describe("Key import (origin: External)", func() {
+	var ns string
+	BeforeEach(func(ctx SpecContext) { ns = newNamespace(ctx) })
+
+	external := func(name string, opts ...keyOption) *kmsv1alpha1.Key {
+		k := newKey(ns, name, opts...)
+		k.Spec.Origin = kmsv1alpha1.KeyOriginExternal
+		return k
+	}
+
+	// pendingImport waits for the key's import parameters and returns the key.
+	pendingImport := func(ctx context.Context, k *kmsv1alpha1.Key) *kmsv1alpha1.Key {
+		var got *kmsv1alpha1.Key
+		Eventually(func(g Gomega) {
+			got = getKey(ctx, k)()
+			g.Expect(got.Status.State).To(Equal(kmsv1alpha1.KeyStatePendingImport))
+			g.Expect(got.Status.ImportParameters).NotTo(BeNil())
+		}).Should(Succeed())
+		return got
+	}
+
+	wrapOAEP := func(params *kmsv1alpha1.KeyImportParameters, material []byte) []byte {
+		block, _ := pem.Decode([]byte(params.WrappingPublicKey))
+		Expect(block).NotTo(BeNil())
+		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		Expect(err).NotTo(HaveOccurred())
+		wrapped, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub.(*rsa.PublicKey), material, nil)
+		Expect(err).NotTo(HaveOccurred())
+		return wrapped
+	}
+
+	putImportSecret := func(ctx context.Context, name string, wrapped []byte, token string) *corev1.Secret {
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Data:       map[string][]byte{kmsv1alpha1.ImportSecretWrappedMaterial: wrapped, kmsv1alpha1.ImportSecretToken: []byte(token)},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		return s
+	}
+
+	setImport := func(ctx context.Context, k *kmsv1alpha1.Key, mutate func(*kmsv1alpha1.KeyImport)) {
+		cur := getKey(ctx, k)()
+		orig := cur.DeepCopy()
+		if cur.Spec.Import == nil {
+			cur.Spec.Import = &kmsv1alpha1.KeyImport{}
+		}
+		mutate(cur.Spec.Import)
+		Expect(k8sClient.Patch(ctx, cur, client.MergeFrom(orig))).To(Succeed())
+	}
+	pointAt := func(name string) func(*kmsv1alpha1.KeyImport) {
+		return func(i *kmsv1alpha1.KeyImport) { i.SecretRef = &kmsv1alpha1.LocalSecretReference{Name: name} }
+	}
+
+	secretGone := func(ctx context.Context, name string) func() bool {
+		return func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Secret{}))
+		}
+	}
+
+	importCondition := func(ctx context.Context, k *kmsv1alpha1.Key) func() *metav1.Condition {
+		return func() *metav1.Condition {
+			return meta.FindStatusCondition(getKey(ctx, k)().Status.Conditions, kmsv1alpha1.KeyConditionImported)
+		}
+	}
+
+	It("publishes RSA 4096 import parameters valid for 24h, then imports, deletes the wrapped copy and imports again as a new version", func(ctx SpecContext) {
+		key := pendingImport(ctx, createKey(ctx, external("byok")))
+		params := key.Status.ImportParameters
+		block, _ := pem.Decode([]byte(params.WrappingPublicKey))
+		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pub.(*rsa.PublicKey).N.BitLen()).To(Equal(4096))
+		Expect(params.ExpiresAt.Time).To(BeTemporally("~", fakeClock.Now().Add(24*time.Hour), time.Minute))
+		Expect(params.ImportToken).To(HavePrefix("kubekms-import-v1."))
+		expectReadyReason(ctx, key, kmsv1alpha1.KeyReasonPendingImport)
+		Expect(key.Status.CurrentVersion).To(BeZero())
+
+		material := make([]byte, 32)
+		_, _ = rand.Read(material)
+		putImportSecret(ctx, "wrapped", wrapOAEP(params, material), params.ImportToken)
+		setImport(ctx, key, pointAt("wrapped"))
+
+		key = waitReady(ctx, key, 1)
+		Expect(key.Status.State).To(Equal(kmsv1alpha1.KeyStateEnabled))
+		Expect(meta.IsStatusConditionTrue(key.Status.Conditions, kmsv1alpha1.KeyConditionImported)).To(BeTrue())
+		Eventually(secretGone(ctx, "wrapped")).Should(BeTrue(), "the wrapped copy is deleted")
+		got, err := store.Load(ctx, key.Status.KeyID, 1, "SYMMETRIC_DEFAULT")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got).To(Equal(material), "the sealed version is the imported material")
+		Eventually(eventReasons(ctx, ns, "byok")).Should(ContainElement(ReasonImported))
+
+		// Importing again (same Secret name, new material) adds version 2.
+		second := bytes.Repeat([]byte{0x5a}, 32)
+		putImportSecret(ctx, "wrapped", wrapOAEP(key.Status.ImportParameters, second), key.Status.ImportParameters.ImportToken)
+		key = waitReady(ctx, key, 2)
+		Eventually(secretGone(ctx, "wrapped")).Should(BeTrue())
+		got, err = store.Load(ctx, key.Status.KeyID, 2, "SYMMETRIC_DEFAULT")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got).To(Equal(second))
+		Expect(key.Status.Versions).To(HaveLen(2))
+
+		// Deleting the Key removes its wrapping key (not material) at once.
+		Expect(k8sClient.Delete(ctx, key)).To(Succeed())
+		Eventually(func() bool {
+			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: keystore.ImportSecretName(key.Status.KeyID)}, &corev1.Secret{})
+			return apierrors.IsNotFound(err)
+		}).Should(BeTrue())
+	})
+
+	It("imports an RSA private key wrapped with RSA_AES_KEY_WRAP_SHA_256 and publishes its public key", func(ctx SpecContext) {
+		key := pendingImport(ctx, createKey(ctx, external("signing", withKeySpec(kmsv1alpha1.KeySpecRSA2048))))
+		rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+		Expect(err).NotTo(HaveOccurred())
+		pkcs8, err := x509.MarshalPKCS8PrivateKey(rsaKey)
+		Expect(err).NotTo(HaveOccurred())
+		aesKey := make([]byte, 32)
+		_, _ = rand.Read(aesKey)
+		wrappedMaterial, err := crypto.WrapKWP(aesKey, pkcs8)
+		Expect(err).NotTo(HaveOccurred())
+		putImportSecret(ctx, "wrapped", append(wrapOAEP(key.Status.ImportParameters, aesKey), wrappedMaterial...), key.Status.ImportParameters.ImportToken)
+		setImport(ctx, key, func(i *kmsv1alpha1.KeyImport) {
+			pointAt("wrapped")(i)
+			i.WrappingAlgorithm = kmsv1alpha1.WrappingRSAAESKeyWrapSHA256
+		})
+		key = waitReady(ctx, key, 1)
+		der, err := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(key.Status.PublicKey).To(Equal(crypto.PublicKeyPEM(der)))
+		Expect(key.Status.KeyUsage).To(Equal(kmsv1alpha1.KeyUsageEncryptDecrypt))
+	})
+
+	It("refuses a wrong wrapping key, material of the wrong length and an expired token, naming the problem and keeping the Secret", func(ctx SpecContext) {
+		key := pendingImport(ctx, createKey(ctx, external("picky")))
+		params := key.Status.ImportParameters
+		expectFailure := func(want string) {
+			Eventually(func(g Gomega) {
+				c := importCondition(ctx, key)()
+				g.Expect(c).NotTo(BeNil())
+				g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+				g.Expect(c.Reason).To(Equal(kmsv1alpha1.KeyReasonImportFailed))
+				g.Expect(c.Message).To(ContainSubstring(want))
+				got := getKey(ctx, key)()
+				g.Expect(got.Status.State).To(Equal(kmsv1alpha1.KeyStatePendingImport))
+				g.Expect(meta.FindStatusCondition(got.Status.Conditions, kmsv1alpha1.KeyConditionReady).Message).To(ContainSubstring(want))
+			}).Should(Succeed())
+			Expect(secretGone(ctx, "wrapped")()).To(BeFalse(), "a refused Secret is left for the user")
+			Eventually(eventNotes(ctx, ns, "picky", ReasonImportFailed)).Should(ContainElement(ContainSubstring(want)))
+			Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wrapped"}})).To(Succeed())
+		}
+		setImport(ctx, key, pointAt("wrapped"))
+		Eventually(importCondition(ctx, key)).Should(HaveField("Message", ContainSubstring("Waiting for Secret "+ns+"/wrapped")))
+
+		other, _, err := crypto.NewWrappingKey(rand.Reader)
+		Expect(err).NotTo(HaveOccurred())
+		otherKey, err := x509.ParsePKCS8PrivateKey(other)
+		Expect(err).NotTo(HaveOccurred())
+		wrongWrap, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, &otherKey.(*rsa.PrivateKey).PublicKey, make([]byte, 32), nil)
+		Expect(err).NotTo(HaveOccurred())
+		putImportSecret(ctx, "wrapped", wrongWrap, params.ImportToken)
+		expectFailure("wrapped material does not unwrap: wrong wrapping key")
+
+		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 16)), params.ImportToken)
+		expectFailure("SYMMETRIC_DEFAULT material must be 32 bytes (AES-256), got 16")
+
+		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 32)), "kubekms-import-v1.bm90IGEgdG9rZW4")
+		expectFailure("importToken is not a kubekms import token")
+
+		// A day later the token has expired and new parameters are published.
+		fakeClock.Step(25 * time.Hour)
+		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 32)), params.ImportToken)
+		expectFailure("importToken expired at " + params.ExpiresAt.UTC().Format(time.RFC3339))
+		renewed := getKey(ctx, key)().Status.ImportParameters
+		Expect(renewed.ImportToken).NotTo(Equal(params.ImportToken))
+		Expect(renewed.ExpiresAt.Time).To(BeTemporally(">", params.ExpiresAt.Time))
+		Expect(materialSecrets(ctx, key.Status.KeyID)).To(HaveLen(1), "only the wrapping key, no material")
+	})
+
+	It("imports once even when the wrapped copy outlives a crash, and makes the key unusable at validTo", func(ctx SpecContext) {
+		key := pendingImport(ctx, createKey(ctx, external("expiring")))
+		params := key.Status.ImportParameters
+		wrapped := wrapOAEP(params, make([]byte, 32))
+		putImportSecret(ctx, "wrapped", wrapped, params.ImportToken)
+		validTo := metav1.NewTime(fakeClock.Now().Add(2 * time.Hour).Truncate(time.Second))
+		setImport(ctx, key, func(i *kmsv1alpha1.KeyImport) {
+			pointAt("wrapped")(i)
+			i.ValidTo = &validTo
+		})
+		key = waitReady(ctx, key, 1)
+
+		// The Secret reappears with the same UID's stamp only after a crash;
+		// a reconcile that finds the stamp deletes it without a new version.
+		Eventually(secretGone(ctx, "wrapped")).Should(BeTrue())
+		stamped, err := store.ActiveByKeyName(ctx, ns, "expiring")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(stamped).To(HaveLen(1))
+		Expect(stamped[0].RotateRequest).To(HavePrefix(importStampPrefix))
+		r := directReconciler()
+		_, err = r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(key)})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(countMaterial(ctx, key.Status.KeyID)()).To(Equal(2), "version 1 and the wrapping key")
+
+		fakeClock.Step(3 * time.Hour)
+		annotate(ctx, key, "test.kubekms.io/poke", "1")
+		Eventually(func(g Gomega) {
+			got := getKey(ctx, key)()
+			g.Expect(got.Status.State).To(Equal(kmsv1alpha1.KeyStatePendingImport))
+			ready := meta.FindStatusCondition(got.Status.Conditions, kmsv1alpha1.KeyConditionReady)
+			g.Expect(ready.Reason).To(Equal(kmsv1alpha1.KeyReasonMaterialExpired))
+			g.Expect(ready.Message).To(ContainSubstring("expired at " + validTo.UTC().Format(time.RFC3339)))
+		}).Should(Succeed())
+		Eventually(eventReasons(ctx, ns, "expiring")).Should(ContainElement(ReasonMaterialExpired))
+
+		// Moving validTo later makes the same material usable again.
+		setImport(ctx, key, func(i *kmsv1alpha1.KeyImport) { i.ValidTo = &metav1.Time{Time: fakeClock.Now().Add(time.Hour)} })
+		waitReady(ctx, key, 1)
+	})
+})

@@ -1,0 +1,178 @@
+package crypto
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Bring-your-own-key import: an RSA 4096 wrapping key per External key, an
+// import token that names the key and when the parameters expire, the two
+// unwrapping algorithms AWS KMS offers, and the checks imported material
+// must pass before it is sealed.
+
+// WrappingKeyBits is the size of import wrapping keys.
+const WrappingKeyBits = 4096
+
+const (
+	importTokenPrefix = "kubekms-import-v1."
+	importNonceSize   = 16
+	importTokenRaw    = KeyIDSize + 8 + importNonceSize
+)
+
+// NewWrappingKey makes an RSA 4096 import wrapping key: PKCS#8 private key
+// and SubjectPublicKeyInfo public key, both DER.
+func NewWrappingKey(random io.Reader) (private, public []byte, err error) {
+	k, err := rsa.GenerateKey(random, WrappingKeyBits)
+	if err != nil {
+		return nil, nil, err
+	}
+	if private, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
+		return nil, nil, err
+	}
+	public, err = x509.MarshalPKIXPublicKey(&k.PublicKey)
+	return private, public, err
+}
+
+// NewImportToken makes the token that goes with one set of import
+// parameters: it names the key and the expiry, and a random part makes it
+// unique to the wrapping key it was issued with.
+func NewImportToken(keyID KeyID, expires time.Time, random io.Reader) (string, error) {
+	raw := make([]byte, 0, importTokenRaw)
+	raw = append(raw, keyID[:]...)
+	raw = binary.BigEndian.AppendUint64(raw, uint64(expires.Unix()))
+	nonce := make([]byte, importNonceSize)
+	if _, err := io.ReadFull(random, nonce); err != nil {
+		return "", err
+	}
+	return importTokenPrefix + base64.RawURLEncoding.EncodeToString(append(raw, nonce...)), nil
+}
+
+// CheckImportToken checks a token from an import Secret against the key and
+// the token currently issued for it. The errors say what is wrong without
+// echoing the token.
+func CheckImportToken(token string, keyID KeyID, issued string, now time.Time) error {
+	token = strings.TrimSpace(token)
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(token, importTokenPrefix))
+	if !strings.HasPrefix(token, importTokenPrefix) || err != nil || len(raw) != importTokenRaw {
+		return errors.New("importToken is not a kubekms import token: copy status.importParameters.importToken")
+	}
+	if subtle.ConstantTimeCompare(raw[:KeyIDSize], keyID[:]) != 1 {
+		return errors.New("importToken was issued for another key")
+	}
+	expires := time.Unix(int64(binary.BigEndian.Uint64(raw[KeyIDSize:])), 0).UTC()
+	if !now.Before(expires) {
+		return fmt.Errorf("importToken expired at %s: wrap the material again with the import parameters now in status.importParameters", expires.Format(time.RFC3339))
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(issued)) != 1 {
+		return errors.New("importToken is not the one in status.importParameters (the parameters were renewed): wrap the material again with the current ones")
+	}
+	return nil
+}
+
+// UnwrapImport unwraps imported material with the wrapping private key
+// (PKCS#8) by one of the two wrapping algorithms.
+func UnwrapImport(wrappingKey []byte, algorithm string, wrapped []byte) ([]byte, error) {
+	k, err := x509.ParsePKCS8PrivateKey(wrappingKey)
+	if err != nil {
+		return nil, fmt.Errorf("wrapping key: %w", err)
+	}
+	priv, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("wrapping key is %T, not RSA", k)
+	}
+	size := priv.Size()
+	switch algorithm {
+	case "", "RSAES_OAEP_SHA_256":
+		if len(wrapped) != size {
+			return nil, fmt.Errorf("wrappedKeyMaterial is %d bytes; RSAES_OAEP_SHA_256 under an RSA %d wrapping key makes exactly %d", len(wrapped), WrappingKeyBits, size)
+		}
+		pt, err := rsa.DecryptOAEP(sha256.New(), nil, priv, wrapped, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w (RSAES_OAEP_SHA_256)", ErrKeyUnwrap)
+		}
+		return pt, nil
+	case "RSA_AES_KEY_WRAP_SHA_256":
+		if len(wrapped) < size+16 {
+			return nil, fmt.Errorf("wrappedKeyMaterial is %d bytes; RSA_AES_KEY_WRAP_SHA_256 makes %d bytes of wrapped AES key followed by at least 16 of wrapped material", len(wrapped), size)
+		}
+		aesKey, err := rsa.DecryptOAEP(sha256.New(), nil, priv, wrapped[:size], nil)
+		if err != nil || len(aesKey) != 32 {
+			clear(aesKey)
+			return nil, fmt.Errorf("%w (RSA_AES_KEY_WRAP_SHA_256: the AES key does not unwrap, or is not 32 bytes)", ErrKeyUnwrap)
+		}
+		defer clear(aesKey)
+		pt, err := UnwrapKWP(aesKey, wrapped[size:])
+		if err != nil {
+			return nil, fmt.Errorf("%w (RSA_AES_KEY_WRAP_SHA_256: the material does not unwrap with the AES key)", err)
+		}
+		return pt, nil
+	}
+	return nil, fmt.Errorf("wrapping algorithm %q is not RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256", algorithm)
+}
+
+// CheckImportedMaterial checks unwrapped material against the key spec and
+// returns it in the form kubekms stores (PKCS#8 DER for asymmetric keys)
+// with its public key. Symmetric material is 32 bytes; HMAC material is the
+// size kubekms generates for that spec; asymmetric material is a PKCS#8
+// private key of exactly the spec's type and size.
+func CheckImportedMaterial(keySpec string, material []byte) (stored, public []byte, err error) {
+	if keySpec == "SYMMETRIC_DEFAULT" {
+		if len(material) != VersionKeySize {
+			return nil, nil, fmt.Errorf("SYMMETRIC_DEFAULT material must be %d bytes (AES-256), got %d", VersionKeySize, len(material))
+		}
+		return material, nil, nil
+	}
+	if s, ok := HMACSpec(keySpec); ok {
+		if len(material) != s.KeySize {
+			return nil, nil, fmt.Errorf("%s material must be %d bytes, got %d", keySpec, s.KeySize, len(material))
+		}
+		return material, nil, nil
+	}
+	if _, ok := Asymmetric(keySpec); !ok {
+		return nil, nil, fmt.Errorf("keySpec %s cannot be imported", keySpec)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(material)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s material must be a PKCS#8 DER private key: %w", keySpec, err)
+	}
+	if got := importedSpec(k); got != keySpec {
+		return nil, nil, fmt.Errorf("material is a %s private key, the Key is %s", got, keySpec)
+	}
+	if stored, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
+		return nil, nil, err
+	}
+	public, err = PublicKeyOf(stored)
+	return stored, public, err
+}
+
+// importedSpec names the key spec of a parsed private key.
+func importedSpec(k any) string {
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		return fmt.Sprintf("RSA_%d", k.N.BitLen())
+	case *ecdsa.PrivateKey:
+		switch k.Curve.Params().BitSize {
+		case 256:
+			return "ECC_NIST_P256"
+		case 384:
+			return "ECC_NIST_P384"
+		case 521:
+			return "ECC_NIST_P521"
+		}
+		return "ECC on an unsupported curve"
+	case ed25519.PrivateKey:
+		return "ECC_NIST_EDWARDS25519"
+	}
+	return fmt.Sprintf("%T", k)
+}
