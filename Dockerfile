@@ -17,8 +17,9 @@ COPY internal/ internal/
 ENV CGO_ENABLED=0
 RUN go build -trimpath -ldflags="-s -w" -o /out/manager ./cmd/manager
 RUN go build -trimpath -ldflags="-s -w" -o /out/kubectl-kms ./cmd/kubectl-kms
+RUN go build -trimpath -ldflags="-s -w" -o /out/kubekms-agent ./cmd/agent
 
 FROM gcr.io/distroless/static:nonroot
-COPY --from=build /out/manager /out/kubectl-kms /
+COPY --from=build /out/manager /out/kubectl-kms /out/kubekms-agent /
 USER 65532:65532
 ENTRYPOINT ["/manager"]

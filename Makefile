@@ -85,9 +85,10 @@ verify: manifests generate proto chart ## Regenerate all generated files, then f
 # The release binaries; the Dockerfile runs the same commands (test/packaging checks).
 RELEASE_BUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w"
 
-build: ## Build the manager, the kubectl-kms plugin and the dev environment runner into bin/.
+build: ## Build the manager, the kubectl-kms plugin, the workload agent and the dev environment runner into bin/.
 	$(RELEASE_BUILD) -o $(LOCALBIN)/manager ./cmd/manager
 	$(RELEASE_BUILD) -o $(LOCALBIN)/kubectl-kms ./cmd/kubectl-kms
+	$(RELEASE_BUILD) -o $(LOCALBIN)/kubekms-agent ./cmd/agent
 	$(GO) build -o $(LOCALBIN)/devenv ./hack/devenv
 
 IMG ?= kubekms:dev

@@ -223,36 +223,14 @@ func decryptCmd(conn *connection, s io3) *cobra.Command {
 				return err
 			}
 			return conn.run(cmd, func(ctx context.Context, kms *kmsclient.Client) error {
-				var pt []byte
-				if crypto.IsEnvelope(data) {
-					env, err := crypto.DecodeEnvelope(data)
-					if err != nil {
-						return errors.New("the input is not a valid kubekms envelope")
-					}
-					wrapped, err := crypto.ParseEnvelope(env)
-					if err != nil {
-						return errors.New("the input is not a valid kubekms envelope")
-					}
-					dk, err := kms.Decrypt(ctx, &kmsv1.DecryptRequest{CiphertextBlob: wrapped, EncryptionContext: ec, KeyId: key})
-					if err != nil {
-						return err
-					}
-					pt, err = crypto.OpenEnvelope(dk.Plaintext, env)
-					clear(dk.Plaintext)
-					if err != nil {
-						return errors.New("the envelope does not decrypt with its data key: it was altered")
-					}
-				} else {
-					dec, err := kms.Decrypt(ctx, &kmsv1.DecryptRequest{CiphertextBlob: data, EncryptionContext: ec, KeyId: key})
-					if err != nil {
-						return err
-					}
-					pt = dec.Plaintext
+				pt, err := kms.DecryptAny(ctx, data, ec, key)
+				if err != nil {
+					return err
 				}
 				if output == "json" {
 					return writeJSON(s.out, map[string]any{"plaintext": base64.StdEncoding.EncodeToString(pt)})
 				}
-				_, err := s.out.Write(pt)
+				_, err = s.out.Write(pt)
 				return err
 			})
 		},

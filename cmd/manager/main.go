@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -32,6 +35,7 @@ import (
 	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
+	"github.com/kubekms/kubekms/internal/inject"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/quota"
 	"github.com/kubekms/kubekms/internal/seal"
@@ -63,6 +67,8 @@ type options struct {
 	webhookPort       int
 	webhookHost       string
 	webhookCertDir    string
+	agentImage        string
+	agentResources    [4]string
 	zap               zap.Options
 }
 
@@ -92,6 +98,11 @@ func main() {
 	flag.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the admin validating webhook.")
 	flag.StringVar(&opts.webhookHost, "webhook-host", "", "Address the webhook listens on (default: all).")
 	flag.StringVar(&opts.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook; empty: a certificate from the operator's CA for kubekms-webhook-service.<namespace>.svc.")
+	flag.StringVar(&opts.agentImage, "agent-image", "ghcr.io/kubekms/kubekms:latest", "Image of the agent the pod webhook injects (contains /kubekms-agent).")
+	flag.StringVar(&opts.agentResources[0], "agent-cpu-request", "10m", "Default CPU request of the injected agent; empty for none.")
+	flag.StringVar(&opts.agentResources[1], "agent-memory-request", "16Mi", "Default memory request of the injected agent; empty for none.")
+	flag.StringVar(&opts.agentResources[2], "agent-cpu-limit", "", "Default CPU limit of the injected agent; empty for none.")
+	flag.StringVar(&opts.agentResources[3], "agent-memory-limit", "32Mi", "Default memory limit of the injected agent; empty for none.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 
@@ -100,6 +111,37 @@ func main() {
 		ctrl.Log.Error(err, "Manager stopped")
 		os.Exit(1)
 	}
+}
+
+// resourceRequirements reads the agent's default cpu/memory requests and limits.
+func resourceRequirements(v [4]string) (corev1.ResourceRequirements, error) {
+	r := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for i, name := range []string{"agent-cpu-request", "agent-memory-request", "agent-cpu-limit", "agent-memory-limit"} {
+		if v[i] == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(v[i])
+		if err != nil {
+			return r, fmt.Errorf("--%s: %q is not a quantity", name, v[i])
+		}
+		list, res := r.Requests, corev1.ResourceCPU
+		if i >= 2 {
+			list = r.Limits
+		}
+		if i%2 == 1 {
+			res = corev1.ResourceMemory
+		}
+		list[res] = q
+	}
+	return r, nil
+}
+
+// portOf is the port of a listen address like ":50051".
+func portOf(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return port
+	}
+	return "50051"
 }
 
 func run(ctx context.Context, opts options) error {
@@ -167,6 +209,16 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 	adminwebhook.Setup(mgr, index, authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authz.Options{}))
+	agentResources, err := resourceRequirements(opts.agentResources)
+	if err != nil {
+		return err
+	}
+	inject.Setup(mgr, inject.Options{
+		Image:          opts.agentImage,
+		Address:        fmt.Sprintf("%s.%s.svc:%s", opts.dataplaneService, opts.namespace, portOf(opts.dataplaneAddr)),
+		Resources:      agentResources,
+		SkipNamespaces: []string{opts.namespace, metav1.NamespaceSystem},
+	})
 	if err := mgr.Add(&adminwebhook.CABundleInjector{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), CAPEM: ca.CertPEM}); err != nil {
 		return err
 	}

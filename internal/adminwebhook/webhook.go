@@ -205,6 +205,9 @@ func retiring(p *kmsv1alpha1.GrantPrincipal, user authenticationv1.UserInfo) boo
 // keeps set to its CA.
 const VWCName = "kubekms-validating-webhook-configuration"
 
+// MWCName is the pod injector's webhook configuration (package inject).
+const MWCName = "kubekms-mutating-webhook-configuration"
+
 // Setup registers the webhooks with the manager's webhook server.
 func Setup(mgr ctrl.Manager, index *access.Index, authorizer *authz.Authorizer) {
 	v := &Validator{Access: index, Authorizer: authorizer, Decoder: admission.NewDecoder(mgr.GetScheme())}
@@ -213,8 +216,9 @@ func Setup(mgr ctrl.Manager, index *access.Index, authorizer *authz.Authorizer) 
 	}
 }
 
-// validatingwebhookconfigurations: keep our own caBundle set to our CA.
+// validating- and mutatingwebhookconfigurations: keep our own caBundles set to our CA.
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;patch,resourceNames=kubekms-validating-webhook-configuration
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;patch,resourceNames=kubekms-mutating-webhook-configuration
 
 // CABundleInjector sets the caBundle of our webhook configuration once the
 // manager starts (every replica; the write is idempotent).
@@ -257,5 +261,17 @@ func (c *CABundleInjector) inject(ctx context.Context) error {
 	for i := range vwc.Webhooks {
 		vwc.Webhooks[i].ClientConfig.CABundle = c.CAPEM
 	}
-	return c.Client.Patch(ctx, vwc, client.MergeFrom(orig))
+	if err := c.Client.Patch(ctx, vwc, client.MergeFrom(orig)); err != nil {
+		return err
+	}
+	// The pod injector's configuration is optional (absent where injection is off).
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := c.Reader.Get(ctx, client.ObjectKey{Name: MWCName}, mwc); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	orig2 := mwc.DeepCopy()
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ClientConfig.CABundle = c.CAPEM
+	}
+	return c.Client.Patch(ctx, mwc, client.MergeFrom(orig2))
 }

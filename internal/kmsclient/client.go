@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	"github.com/kubekms/kubekms/internal/crypto"
 )
 
 // TokenSource returns the bearer token for a call.
@@ -33,6 +35,22 @@ type TokenSource func(ctx context.Context) (string, error)
 // StaticToken is a TokenSource that always returns token.
 func StaticToken(token string) TokenSource {
 	return func(context.Context) (string, error) { return token, nil }
+}
+
+// TokenFile reads the token from a file before every call, so a projected
+// token the kubelet rotates is always current.
+func TokenFile(path string) TokenSource {
+	return func(context.Context) (string, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("read token: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("token file %s is empty", path)
+		}
+		return t, nil
+	}
 }
 
 // Retry is the backoff policy for ResourceExhausted and Unavailable.
@@ -184,4 +202,40 @@ func (r Retry) backoff(attempt int, err error) time.Duration {
 		}
 	}
 	return wait
+}
+
+// DecryptAny decrypts a kubekms ciphertext in any of its forms: kms:v1
+// (text or binary) through Decrypt, or a kms:env1 envelope by decrypting its
+// data key and opening it locally. keyID, when set, is the key the
+// ciphertext must belong to.
+func (c *Client) DecryptAny(ctx context.Context, data []byte, encryptionContext map[string]string, keyID string) ([]byte, error) {
+	if !crypto.IsEnvelope(data) {
+		blob, err := crypto.DecodeCiphertext(data)
+		if err != nil {
+			return nil, errors.New("the input is not a valid kubekms ciphertext")
+		}
+		dec, err := c.Decrypt(ctx, &kmsv1.DecryptRequest{CiphertextBlob: blob, EncryptionContext: encryptionContext, KeyId: keyID})
+		if err != nil {
+			return nil, err
+		}
+		return dec.Plaintext, nil
+	}
+	env, err := crypto.DecodeEnvelope(data)
+	if err != nil {
+		return nil, errors.New("the input is not a valid kubekms envelope")
+	}
+	wrapped, err := crypto.ParseEnvelope(env)
+	if err != nil {
+		return nil, errors.New("the input is not a valid kubekms envelope")
+	}
+	dk, err := c.Decrypt(ctx, &kmsv1.DecryptRequest{CiphertextBlob: wrapped, EncryptionContext: encryptionContext, KeyId: keyID})
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dk.Plaintext)
+	pt, err := crypto.OpenEnvelope(dk.Plaintext, env)
+	if err != nil {
+		return nil, errors.New("the envelope does not decrypt with its data key: it was altered")
+	}
+	return pt, nil
 }

@@ -253,7 +253,7 @@ var _ = Describe("The Dockerfile", func() {
 		Expect(release).NotTo(BeNil(), "the Makefile defines RELEASE_BUILD")
 		flags := strings.TrimSpace(string(release[1]))
 		makeBuilds := regexp.MustCompile(`(?m)^\t\$\(RELEASE_BUILD\) -o \$\(LOCALBIN\)/(\S+) (\S+)$`).FindAllSubmatch(makefile, -1)
-		Expect(makeBuilds).To(HaveLen(2))
+		Expect(makeBuilds).To(HaveLen(3))
 		Expect(string(dockerfile)).To(MatchRegexp(`(?m)^ENV CGO_ENABLED=0$`))
 		for _, b := range makeBuilds {
 			want := fmt.Sprintf("RUN go build %s -o /out/%s %s", flags, b[1], b[2])

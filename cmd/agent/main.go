@@ -1,0 +1,139 @@
+// Command kubekms-agent is the workload agent the webhook injects into pods:
+// it decrypts the values the pod names in its kms.kubekms.io annotations
+// through the data plane and writes them as files in a memory volume.
+//
+//	kubekms-agent            write the files; keep them current (sidecar) or exit (init)
+//	kubekms-agent ready      exit 0 once every file has been written (startup probe)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubekms/kubekms/internal/agent"
+	"github.com/kubekms/kubekms/internal/kmsclient"
+)
+
+type options struct {
+	annotationsFile, dir, tokenFile, address, caFile, serverName, kubeconfig, namespace string
+	timeout                                                                             time.Duration
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "ready" {
+		fs := flag.NewFlagSet("ready", flag.ExitOnError)
+		dir := fs.String("dir", agent.AgentDir, "The directory the agent writes.")
+		_ = fs.Parse(os.Args[2:])
+		if err := agent.IsReady(*dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	var o options
+	flag.StringVar(&o.annotationsFile, "annotations-file", agent.AnnotationsFile, "The pod's annotations, as the downward API writes them.")
+	flag.StringVar(&o.dir, "dir", agent.AgentDir, "Where to write the files (the shared memory volume).")
+	flag.StringVar(&o.tokenFile, "token-file", agent.TokenFile, "The projected ServiceAccount token with audience kubekms; read before every call.")
+	flag.StringVar(&o.address, "address", os.Getenv("KUBEKMS_ADDRESS"), "The data plane, host:port (KUBEKMS_ADDRESS).")
+	flag.StringVar(&o.caFile, "ca-file", agent.CAFile, "The operator's CA (ConfigMap kubekms-ca.crt).")
+	flag.StringVar(&o.serverName, "server-name", os.Getenv("KUBEKMS_SERVER_NAME"), "Name to check in the data plane's certificate, if not the address's host.")
+	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubeconfig for reading Secrets and ConfigMaps; in a pod, its ServiceAccount.")
+	flag.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The pod's namespace (POD_NAMESPACE).")
+	flag.DurationVar(&o.timeout, "init-timeout", 5*time.Minute, "In init mode, how long to retry failures that may pass (throttling, the service restarting).")
+	flag.Parse()
+
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		log.Error("Agent failed", "error", err.Error())
+		fmt.Fprintln(os.Stderr, "kubekms-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	raw, err := os.ReadFile(o.annotationsFile)
+	if err != nil {
+		return fmt.Errorf("read the pod's annotations: %w", err)
+	}
+	annotations, err := agent.ParseAnnotationsFile(raw)
+	if err != nil {
+		return err
+	}
+	cfg, err := agent.ParseAnnotations(annotations)
+	if err != nil {
+		return err
+	}
+	if o.namespace == "" {
+		ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+		if err != nil {
+			return errors.New("no namespace: set --namespace or POD_NAMESPACE")
+		}
+		o.namespace = strings.TrimSpace(string(ns))
+	}
+	restCfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	restCfg.UserAgent = "kubekms-agent"
+	core, err := corev1client.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	kms, err := kmsclient.New(kmsclient.Config{
+		Address: o.address, CAFile: o.caFile, ServerName: o.serverName,
+		Token: kmsclient.TokenFile(o.tokenFile),
+		// Each call gives up after a while so a Sync can report it; the agent retries.
+		Retry: kmsclient.Retry{Budget: 30 * time.Second},
+	})
+	if err != nil {
+		return err
+	}
+	defer kms.Close()
+
+	a := &agent.Agent{
+		Config:  cfg,
+		Dir:     agent.Dir{Path: o.dir, Mode: cfg.FileMode},
+		KMS:     agent.KMSDecrypter{Client: kms},
+		Objects: agent.KubeObjects{Client: core, Namespace: o.namespace},
+		Log:     log,
+	}
+	log.Info("Starting", "mode", cfg.Mode, "files", len(cfg.Files), "dir", o.dir)
+	if cfg.Mode == agent.ModeInit {
+		ctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		return a.Once(ctx)
+	}
+	return a.Run(ctx)
+}
+
+// restConfig is the kubeconfig's, or the pod's ServiceAccount through the
+// token and CA the webhook projects for the agent.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	if host == "" || port == "" {
+		return nil, errors.New("not in a pod (no KUBERNETES_SERVICE_HOST): set --kubeconfig")
+	}
+	return &rest.Config{
+		Host:            "https://" + net.JoinHostPort(host, port),
+		BearerTokenFile: agent.APITokenFile,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: agent.APICAFile},
+	}, nil
+}
