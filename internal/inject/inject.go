@@ -65,6 +65,10 @@ func Inject(pod *corev1.Pod, namespace string, o Options) error {
 	if err != nil {
 		return err
 	}
+	if pod.Spec.ServiceAccountName == "" {
+		// What the ServiceAccount admission plugin does; projected tokens need a name.
+		pod.Spec.ServiceAccountName = "default"
+	}
 	pod.Spec.Volumes = append(pod.Spec.Volumes,
 		corev1.Volume{Name: SecretsVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 			Medium: corev1.StorageMediumMemory, SizeLimit: new(resource.MustParse("16Mi"))}}},
