@@ -89,7 +89,11 @@ func (d Dir) Write(files map[string][]byte) error {
 
 // MarkReady records that every file has been written.
 func (d Dir) MarkReady() error {
-	return writeFile(filepath.Join(d.Path, ReadyFile), nil, 0o444)
+	err := writeFile(filepath.Join(d.Path, ReadyFile), nil, 0o444)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	return err
 }
 
 // IsReady says whether MarkReady has happened in dir.

@@ -23,6 +23,9 @@ func TestDirWriteAtomically(t *testing.T) {
 	if err := IsReady(dir.Path); err != nil {
 		t.Fatal(err)
 	}
+	if err := dir.MarkReady(); err != nil {
+		t.Fatalf("marking ready again: %v", err)
+	}
 	for name, want := range map[string]string{"a": "one", "b": "two"} {
 		got, err := os.ReadFile(filepath.Join(dir.Path, name))
 		if err != nil || string(got) != want {

@@ -453,6 +453,8 @@ cat bad.err
 		Expect(os.ReadFile(filepath.Join(dir, "pub.pem"))).To(BeEquivalentTo(status), "the CLI downloads what status publishes")
 	})
 
+	agentSpecs()
+
 	It("never writes key material or the root key into its logs", func() {
 		out, err := kubectl("get", "secrets", "-n", "kubekms-system", "-o", `jsonpath={range .items[*]}{.data.sealed}{.data.root-key-v1}{"\n"}{end}`)
 		Expect(err).NotTo(HaveOccurred(), out)
