@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -90,7 +89,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	restCfg.UserAgent = "kubekms-agent"
-	core, err := corev1client.NewForConfig(restCfg)
+	httpClient, err := rest.HTTPClientFor(restCfg)
 	if err != nil {
 		return err
 	}
@@ -109,7 +108,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Config:  cfg,
 		Dir:     agent.Dir{Path: o.dir, Mode: cfg.FileMode},
 		KMS:     agent.KMSDecrypter{Client: kms},
-		Objects: agent.KubeObjects{Client: core, Namespace: o.namespace},
+		Objects: agent.KubeObjects{Host: restCfg.Host, Client: httpClient, Namespace: o.namespace},
 		Log:     log,
 	}
 	log.Info("Starting", "mode", cfg.Mode, "files", len(cfg.Files), "dir", o.dir)

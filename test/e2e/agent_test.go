@@ -122,6 +122,32 @@ func (p *proxy) down() {
 	p.conns = nil
 }
 
+// agentUsage is a process's resident memory and the share of one core it
+// used over window, from /proc.
+func agentUsage(pid int, window time.Duration) (rss int64, cpu float64) {
+	GinkgoHelper()
+	ticks := func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		Expect(err).NotTo(HaveOccurred())
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		return u + s
+	}
+	before := ticks()
+	time.Sleep(window)
+	used := ticks() - before
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	Expect(err).NotTo(HaveOccurred())
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			rss = kb << 10
+		}
+	}
+	return rss, float64(used) / 100 / window.Seconds() // USER_HZ is 100 on Linux
+}
+
 func agentSpecs() {
 	var (
 		agentBin string
@@ -246,6 +272,10 @@ echo -n %q | kubectl kms encrypt --key %s -n %s --service-account ci -e %s
 		info, err := os.Stat(filepath.Join(dir, "db"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o400)))
+
+		By("measuring the agent at idle (reported, not asserted)")
+		rss, cpu := agentUsage(agent.Command.Process.Pid, 5*time.Second)
+		AddReportEntry("agent idle", fmt.Sprintf("RSS %.1f MiB, CPU %.2f%% of one core over 5s", float64(rss)/(1<<20), cpu*100))
 
 		By("a reader in a loop while the Secret changes never sees a partial or unknown value")
 		valid := map[string]bool{"db password one": true, "db password two": true}
