@@ -155,6 +155,33 @@ var _ = Describe("The Helm chart", func() {
 		serverDryRun(out)
 	})
 
+	It("injects pods only when they ask, never in kube-system or its own namespace, with a timeout of at most 5s", func() {
+		out, err := run(helm, "template", "kubekms", "charts/kubekms", "--namespace", "kms-other",
+			"--show-only", "templates/generated/webhook.yaml", "--show-only", "templates/deployment.yaml")
+		Expect(err).NotTo(HaveOccurred(), out)
+		var found bool
+		for _, doc := range strings.Split(out, "\n---\n") {
+			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+			Expect(yaml.Unmarshal([]byte(doc), mwc)).To(Succeed())
+			if mwc.Kind != "MutatingWebhookConfiguration" {
+				continue
+			}
+			found = true
+			Expect(mwc.Name).To(Equal("kubekms-mutating-webhook-configuration"))
+			Expect(mwc.Webhooks).To(HaveLen(1))
+			w := mwc.Webhooks[0]
+			Expect(*w.TimeoutSeconds).To(BeNumerically("<=", 5))
+			Expect(*w.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
+			Expect(w.NamespaceSelector.MatchExpressions).To(ContainElement(HaveField("Values", ConsistOf("kms-other", "kube-system"))))
+			Expect(w.MatchConditions).To(HaveLen(1))
+			Expect(w.MatchConditions[0].Expression).To(ContainSubstring("'kms.kubekms.io/inject'"))
+			Expect(w.ClientConfig.Service.Namespace).To(Equal("kms-other"))
+		}
+		Expect(found).To(BeTrue(), "the chart has the pod injector")
+		Expect(out).To(ContainSubstring("--agent-image=kubekms:"), "the agent image defaults to the manager's")
+		Expect(out).To(ContainSubstring("--agent-memory-limit=32Mi"))
+	})
+
 	It("renders a non-trivial values file into manifests the API server accepts", func() {
 		values := filepath.Join(GinkgoT().TempDir(), "values.yaml")
 		Expect(os.WriteFile(values, []byte(nontrivialValues), 0o600)).To(Succeed())
