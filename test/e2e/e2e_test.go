@@ -79,7 +79,12 @@ var _ = BeforeSuite(func() {
 
 var _ = AfterSuite(func() {
 	if devenv != nil && devenv.ExitCode() == -1 {
-		devenv.Kill()
+		// A failed spec skips the Ctrl-C spec: stop it the same way, so its
+		// kube-apiserver and etcd do not outlive the suite.
+		_ = devenv.Command.Process.Signal(syscall.SIGINT)
+		if devenv.Wait("40s").ExitCode() == -1 {
+			devenv.Kill()
+		}
 	}
 	gexec.CleanupBuildArtifacts()
 })
