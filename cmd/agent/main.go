@@ -4,6 +4,8 @@
 //
 //	kubekms-agent            write the files; keep them current (sidecar) or exit (init)
 //	kubekms-agent ready      exit 0 once every file has been written (startup probe)
+//	kubekms-agent exec --dir DIR [--env VAR=FILE]... [--reload-signal SIG] -- COMMAND...
+//	                         run an app's command with values in its environment
 package main
 
 import (
@@ -27,7 +29,7 @@ import (
 )
 
 type options struct {
-	annotationsFile, dir, tokenFile, address, caFile, serverName, kubeconfig, namespace string
+	annotationsFile, dir, tokenFile, address, caFile, serverName, kubeconfig, namespace, binDir string
 	timeout                                                                             time.Duration
 }
 
@@ -42,7 +44,11 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "exec" {
+		os.Exit(execCommand(os.Args[2:]))
+	}
 	var o options
+	flag.StringVar(&o.binDir, "bin-dir", "", "If set, copy this binary there first, for the exec wrapper in app containers.")
 	flag.StringVar(&o.annotationsFile, "annotations-file", agent.AnnotationsFile, "The pod's annotations, as the downward API writes them.")
 	flag.StringVar(&o.dir, "dir", agent.AgentDir, "Where to write the files (the shared memory volume).")
 	flag.StringVar(&o.tokenFile, "token-file", agent.TokenFile, "The projected ServiceAccount token with audience kubekms; read before every call.")
@@ -65,6 +71,11 @@ func main() {
 }
 
 func run(ctx context.Context, o options, log *slog.Logger) error {
+	if o.binDir != "" {
+		if err := agent.CopySelf(o.binDir); err != nil {
+			return fmt.Errorf("copy the exec wrapper to %s: %w", o.binDir, err)
+		}
+	}
 	raw, err := os.ReadFile(o.annotationsFile)
 	if err != nil {
 		return fmt.Errorf("read the pod's annotations: %w", err)
@@ -135,4 +146,40 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		BearerTokenFile: agent.APITokenFile,
 		TLSClientConfig: rest.TLSClientConfig{CAFile: agent.APICAFile},
 	}, nil
+}
+
+// execCommand is the exec wrapper: kubekms-agent exec --dir DIR --env
+// VAR=FILE... [--reload-signal SIG] -- COMMAND ARGS...
+func execCommand(args []string) int {
+	fs := flag.NewFlagSet("exec", flag.ExitOnError)
+	dir := fs.String("dir", agent.DefaultMountPath, "The files' directory as this container sees it.")
+	reload := fs.String("reload-signal", "", "Signal to send the command when the files change; the wrapper then stays its parent.")
+	var env []agent.EnvVar
+	fs.Func("env", "VAR=FILE: set VAR to the content of FILE in --dir (repeatable).", func(v string) error {
+		name, file, ok := strings.Cut(v, "=")
+		if !ok || name == "" || file == "" {
+			return fmt.Errorf("%q is not VAR=FILE", v)
+		}
+		env = append(env, agent.EnvVar{Name: name, File: file})
+		return nil
+	})
+	_ = fs.Parse(args)
+	w := agent.Wrapper{Dir: *dir, Env: env, Argv: fs.Args()}
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "kubekms-agent exec:", err)
+		return 127
+	}
+	if *reload == "" {
+		return fail(w.Exec()) // returns only on failure
+	}
+	sig, err := agent.ParseSignal(*reload)
+	if err != nil {
+		return fail(err)
+	}
+	w.Signal = sig
+	code, err := w.Run(context.Background(), os.Stdin, os.Stdout, os.Stderr)
+	if err != nil {
+		return fail(err)
+	}
+	return code
 }

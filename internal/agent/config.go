@@ -38,6 +38,15 @@ const (
 	// AnnotationRunAsUser is the UID the agent runs as, and so the files'
 	// owner (default: the first app container's runAsUser, else the pod's).
 	AnnotationRunAsUser = "kms.kubekms.io/run-as-user"
+	// AnnotationEnvPrefix + <VAR>: a value the exec wrapper puts in the
+	// environment of the wrapped containers. Its encryption context is
+	// kms.kubekms.io/context-env-<VAR>; it is also written as file env-<VAR>.
+	AnnotationEnvPrefix = "kms.kubekms.io/env-"
+	// AnnotationExecContainers names the containers the exec wrapper runs
+	// (comma-separated; default: the first container).
+	AnnotationExecContainers = "kms.kubekms.io/exec-containers"
+	// AnnotationReloadSignal is sent to the wrapped process when the files change.
+	AnnotationReloadSignal = "kms.kubekms.io/reload-signal"
 	// Agent resources for this pod, overriding the cluster-wide defaults.
 	AnnotationCPURequest    = "kms.kubekms.io/agent-cpu-request"
 	AnnotationMemoryRequest = "kms.kubekms.io/agent-memory-request"
@@ -92,13 +101,32 @@ type Config struct {
 	FileMode  os.FileMode
 	// RunAsUser, when set, is the agent's UID.
 	RunAsUser *int64
-	// Files, sorted by name.
+	// Files, sorted by name (environment values included, as env-<VAR>).
 	Files []File
+	// Env maps environment variables to the files that hold them; when it is
+	// not empty, or ReloadSignal is set, ExecContainers run under the wrapper.
+	Env            []EnvVar
+	ExecContainers []string
+	ReloadSignal   string
 	// Resources named by annotations (empty when not set).
 	CPURequest, MemoryRequest, CPULimit, MemoryLimit string
 }
 
-var fileName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
+// EnvVar is an environment variable the exec wrapper sets from a file.
+type EnvVar struct {
+	Name, File string
+}
+
+// Wraps says whether app containers run under the exec wrapper.
+func (c Config) Wraps() bool { return len(c.Env) > 0 || c.ReloadSignal != "" }
+
+// ReloadSignals are the signals kms.kubekms.io/reload-signal accepts.
+var ReloadSignals = []string{"SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGTERM", "SIGQUIT"}
+
+var (
+	fileName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
 
 // ParseAnnotations reads a pod's kms.kubekms.io annotations. Every error
 // names the annotation that is wrong and says what is expected.
@@ -147,6 +175,16 @@ func ParseAnnotations(a map[string]string) (Config, error) {
 
 	for _, name := range slices.Sorted(maps.Keys(a)) {
 		file, ok := strings.CutPrefix(name, AnnotationSecretPrefix)
+		if v, env := strings.CutPrefix(name, AnnotationEnvPrefix); env {
+			if !envName.MatchString(v) {
+				return bad(name, "%q is not an environment variable name", v)
+			}
+			file, ok = "env-"+v, true
+			if _, dup := a[AnnotationSecretPrefix+file]; dup {
+				return bad(name, "file %s is also named by %s%s", file, AnnotationSecretPrefix, file)
+			}
+			c.Env = append(c.Env, EnvVar{Name: v, File: file})
+		}
 		if !ok {
 			continue
 		}
@@ -172,6 +210,24 @@ func ParseAnnotations(a map[string]string) (Config, error) {
 	}
 	if len(c.Files) == 0 {
 		return bad(AnnotationSecretPrefix+"<file>", "the pod asks for injection but names no file to write")
+	}
+	slices.SortFunc(c.Files, func(x, y File) int { return strings.Compare(x.Name, y.Name) })
+	if v, ok := a[AnnotationReloadSignal]; ok {
+		if _, err := ParseSignal(v); err != nil {
+			return bad(AnnotationReloadSignal, "%v", err)
+		}
+		c.ReloadSignal = v
+	}
+	if v, ok := a[AnnotationExecContainers]; ok {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); len(validation.IsDNS1123Label(name)) > 0 {
+				return bad(AnnotationExecContainers, "%q is not a container name", name)
+			}
+			c.ExecContainers = append(c.ExecContainers, name)
+		}
+		if !c.Wraps() {
+			return bad(AnnotationExecContainers, "names containers to wrap, but there is no %s<VAR> or %s", AnnotationEnvPrefix, AnnotationReloadSignal)
+		}
 	}
 	return c, nil
 }

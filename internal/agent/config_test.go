@@ -22,6 +22,13 @@ func TestParseAnnotations(t *testing.T) {
 		}
 		return a
 	}
+	env, err := ParseAnnotations(base(map[string]string{AnnotationEnvPrefix + "API_KEY": "kms:v1:AA", AnnotationContextPrefix + "env-API_KEY": "a=b"}))
+	if err != nil || len(env.Env) != 1 || env.Env[0] != (EnvVar{Name: "API_KEY", File: "env-API_KEY"}) || !env.Wraps() {
+		t.Fatalf("env: %+v, %v", env.Env, err)
+	}
+	if env.Files[2].Name != "env-API_KEY" || env.Files[2].Context["a"] != "b" {
+		t.Fatalf("the env value is a file with its context: %+v", env.Files)
+	}
 	cfg, err := ParseAnnotations(base(map[string]string{AnnotationContextPrefix + "db": "app=shop, tier=db"}))
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +66,10 @@ func TestParseAnnotations(t *testing.T) {
 		"file mode":             {map[string]string{AnnotationFileMode: "0200"}, "annotation kms.kubekms.io/file-mode: \"0200\""},
 		"run as user":           {map[string]string{AnnotationRunAsUser: "root"}, "annotation kms.kubekms.io/run-as-user: \"root\" is not a user ID"},
 		"memory":                {map[string]string{AnnotationMemoryLimit: "lots"}, "annotation kms.kubekms.io/agent-memory-limit: \"lots\" is not a quantity"},
+		"env name":              {map[string]string{AnnotationEnvPrefix + "1X": "kms:v1:AA"}, "annotation kms.kubekms.io/env-1X: \"1X\" is not an environment variable name"},
+		"env and file clash":    {map[string]string{AnnotationEnvPrefix + "X": "kms:v1:AA", AnnotationSecretPrefix + "env-X": "kms:v1:AA"}, "file env-X is also named by kms.kubekms.io/secret-env-X"},
+		"reload signal":         {map[string]string{AnnotationReloadSignal: "SIGKILL"}, "annotation kms.kubekms.io/reload-signal: \"SIGKILL\" is not one of"},
+		"exec containers alone": {map[string]string{AnnotationExecContainers: "app"}, "names containers to wrap, but there is no kms.kubekms.io/env-<VAR> or kms.kubekms.io/reload-signal"},
 		"no files": {map[string]string{AnnotationSecretPrefix + "db": "-", AnnotationSecretPrefix + "token": "-",
 			AnnotationSecretPrefix + "cfg": "-"}, "names no file to write"},
 	} {

@@ -19,6 +19,8 @@ const (
 	ContainerName = "kubekms-agent"
 	SecretsVolume = "kubekms-secrets"
 	PodVolume     = "kubekms-agent-pod"
+	// BinVolume carries the agent binary to containers the exec wrapper runs.
+	BinVolume = "kubekms-bin"
 	// AgentBinary is the agent's path in the image.
 	AgentBinary = "/kubekms-agent"
 
@@ -81,19 +83,71 @@ func Inject(pod *corev1.Pod, namespace string, o Options) error {
 	for i := range pod.Spec.Containers {
 		pod.Spec.Containers[i].VolumeMounts = append(pod.Spec.Containers[i].VolumeMounts, mount)
 	}
-	pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, agentContainer(pod, cfg, o, resources))
+	a := agentContainer(pod, cfg, o, resources)
+	if cfg.Wraps() {
+		if err := wrap(pod, cfg); err != nil {
+			return err
+		}
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: BinVolume, VolumeSource: corev1.VolumeSource{
+			EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("64Mi"))}}})
+		a.Args = append(a.Args, "--bin-dir", agent.BinDir)
+		a.VolumeMounts = append(a.VolumeMounts, corev1.VolumeMount{Name: BinVolume, MountPath: agent.BinDir})
+	}
+	pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, a)
+	return nil
+}
+
+// wrapperPath is the agent binary as app containers see it.
+const wrapperPath = agent.WrapperDir + "/kubekms-agent"
+
+// wrap makes the exec wrapper the command of the containers that get
+// environment values or a reload signal. The command must be in the pod
+// spec: the webhook cannot see an image's entrypoint.
+func wrap(pod *corev1.Pod, cfg agent.Config) error {
+	targets := cfg.ExecContainers
+	if len(targets) == 0 {
+		targets = []string{pod.Spec.Containers[0].Name}
+	}
+	why := agent.AnnotationReloadSignal
+	if len(cfg.Env) > 0 {
+		why = agent.AnnotationEnvPrefix + cfg.Env[0].Name
+	}
+	for _, name := range targets {
+		i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == name })
+		if i < 0 {
+			return fmt.Errorf("annotation %s: the pod has no container %s", agent.AnnotationExecContainers, name)
+		}
+		c := &pod.Spec.Containers[i]
+		if len(c.Command) == 0 {
+			return fmt.Errorf("annotation %s: container %s has no command in the pod spec; the exec wrapper runs it and the webhook cannot read the image's entrypoint, so set command", why, name)
+		}
+		argv := []string{wrapperPath, "exec", "--dir", cfg.MountPath}
+		for _, e := range cfg.Env {
+			argv = append(argv, "--env", e.Name+"="+e.File)
+		}
+		if cfg.ReloadSignal != "" {
+			argv = append(argv, "--reload-signal", cfg.ReloadSignal)
+		}
+		c.Command = append(append(argv, "--"), c.Command...)
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: BinVolume, MountPath: agent.WrapperDir, ReadOnly: true})
+	}
 	return nil
 }
 
 // removeInjected undoes a previous Inject, so injecting again is idempotent
 // and follows changed annotations.
 func removeInjected(pod *corev1.Pod) {
-	ours := func(name string) bool { return name == SecretsVolume || name == PodVolume }
+	ours := func(name string) bool { return name == SecretsVolume || name == PodVolume || name == BinVolume }
 	pod.Spec.InitContainers = slices.DeleteFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == ContainerName })
 	pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return ours(v.Name) })
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
 			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool { return ours(m.Name) })
+			if cmd := cs[i].Command; len(cmd) > 0 && cmd[0] == wrapperPath {
+				if end := slices.Index(cmd, "--"); end >= 0 {
+					cs[i].Command = cmd[end+1:]
+				}
+			}
 		}
 	}
 }

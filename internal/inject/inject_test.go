@@ -143,3 +143,45 @@ func names(cs []corev1.Container) []string {
 	}
 	return out
 }
+
+func TestInjectExecWrapper(t *testing.T) {
+	pod := appPod(map[string]string{agent.AnnotationInject: "true", agent.AnnotationSecretPrefix + "db": "secret/db/password",
+		agent.AnnotationEnvPrefix + "API_KEY": "configmap/app/api", agent.AnnotationReloadSignal: "SIGHUP"})
+	pod.Spec.Containers[0].Command = []string{"/app", "--serve"}
+	pod.Spec.Containers[0].Args = []string{"--port=8080"}
+	if err := Inject(pod, "shop", testOptions); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/var/run/kubekms/bin/kubekms-agent", "exec", "--dir", "/var/run/kubekms/secrets",
+		"--env", "API_KEY=env-API_KEY", "--reload-signal", "SIGHUP", "--", "/app", "--serve"}
+	if got := pod.Spec.Containers[0].Command; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("command = %q\nwant %q", got, want)
+	}
+	if got := pod.Spec.Containers[0].Args; len(got) != 1 || got[0] != "--port=8080" {
+		t.Fatalf("args changed: %q", got)
+	}
+	if len(pod.Spec.Containers[1].Command) != 0 {
+		t.Fatal("only the first container is wrapped by default")
+	}
+	a := pod.Spec.InitContainers[0]
+	if strings.Join(a.Args, " ") != "--bin-dir "+agent.BinDir {
+		t.Fatalf("agent args %q", a.Args)
+	}
+	again := pod.DeepCopy()
+	if err := Inject(again, "shop", testOptions); err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(pod, again) {
+		t.Fatal("injecting a wrapped pod again changed it")
+	}
+
+	noCommand := appPod(map[string]string{agent.AnnotationInject: "true", agent.AnnotationEnvPrefix + "API_KEY": "configmap/app/api"})
+	if err := Inject(noCommand, "shop", testOptions); err == nil || !strings.Contains(err.Error(), "annotation kms.kubekms.io/env-API_KEY: container app has no command in the pod spec") {
+		t.Fatalf("err = %v", err)
+	}
+	unknown := appPod(map[string]string{agent.AnnotationInject: "true", agent.AnnotationEnvPrefix + "API_KEY": "configmap/app/api",
+		agent.AnnotationExecContainers: "worker"})
+	if err := Inject(unknown, "shop", testOptions); err == nil || !strings.Contains(err.Error(), "the pod has no container worker") {
+		t.Fatalf("err = %v", err)
+	}
+}

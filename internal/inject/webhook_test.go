@@ -166,6 +166,23 @@ var _ = Describe("The pod injector", func() {
 		}).Should(Succeed())
 	})
 
+	It("wraps the command of a pod that wants a value in its environment, and refuses one without a command", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		a := map[string]string{"kms.kubekms.io/inject": "true", "kms.kubekms.io/env-DB_PASSWORD": "secret/db-creds/password",
+			"kms.kubekms.io/reload-signal": "SIGHUP"}
+		spec := podTemplate(nil).Spec
+		spec.Containers[0].Command = []string{"/shop", "serve"}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "env", Annotations: a}, Spec: spec}
+		Eventually(func() error { return k8sClient.Create(ctx, pod) }).Should(Succeed())
+		Expect(pod.Spec.Containers[0].Command).To(Equal([]string{"/var/run/kubekms/bin/kubekms-agent", "exec",
+			"--dir", "/var/run/kubekms/secrets", "--env", "DB_PASSWORD=env-DB_PASSWORD", "--reload-signal", "SIGHUP", "--", "/shop", "serve"}))
+		Expect(volumeNames(pod)).To(ContainElement(inject.BinVolume))
+
+		bare := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bare", Annotations: a}, Spec: podTemplate(nil).Spec}
+		Expect(k8sClient.Create(ctx, bare)).To(MatchError(ContainSubstring(
+			"annotation kms.kubekms.io/env-DB_PASSWORD: container app has no command in the pod spec")))
+	})
+
 	It("leaves pods alone in the operator namespace and kube-system, and pods that do not ask", func(ctx SpecContext) {
 		plain := newNamespace(ctx)
 		for _, ns := range []string{operatorNamespace, metav1.NamespaceSystem, plain} {

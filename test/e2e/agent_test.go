@@ -203,13 +203,13 @@ echo -n %q | kubectl kms encrypt --key %s -n %s --service-account ci -e %s
 		return tokenFile, kc
 	}
 
-	startAgent := func(ns, annotations, tokenFile, kc, address, dir string) *gexec.Session {
+	startAgent := func(ns, annotations, tokenFile, kc, address, dir string, extra ...string) *gexec.Session {
 		GinkgoHelper()
-		s, err := gexec.Start(exec.Command(agentBin,
+		s, err := gexec.Start(exec.Command(agentBin, append([]string{
 			"--annotations-file", annotations, "--dir", dir, "--token-file", tokenFile, "--kubeconfig", kc,
 			"--namespace", ns, "--address", address, "--ca-file", filepath.Join(devDir, "ca.crt"),
 			"--init-timeout", "90s",
-		), GinkgoWriter, GinkgoWriter)
+		}, extra...)...), GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
 		return s
 	}
@@ -257,18 +257,31 @@ echo -n %q | kubectl kms encrypt --key %s -n %s --service-account ci -e %s
 			"kms.kubekms.io/context-api":    "app=web",
 			"kms.kubekms.io/secret-inline":  inline,
 			"kms.kubekms.io/context-inline": "app=web",
+			// Also as an environment variable, through the exec wrapper.
+			"kms.kubekms.io/env-API_KEY":         "configmap/app-config/api",
+			"kms.kubekms.io/context-env-API_KEY": "app=web",
 		})
 		tokenFile, kc := credentials(agentNS, "web")
 		p := &proxy{addr: "127.0.0.1:0", target: dataplane}
 		p.up()
 		dir := filepath.Join(work, "secrets")
-		agent := startAgent(agentNS, annotations, tokenFile, kc, p.addr, dir)
+		bin := filepath.Join(work, "bin")
+		agent := startAgent(agentNS, annotations, tokenFile, kc, p.addr, dir, "--bin-dir", bin)
 		DeferCleanup(func() { agent.Terminate().Wait(10 * time.Second) })
 
 		Eventually(func() error { return exec.Command(agentBin, "ready", "--dir", dir).Run() }, "30s").Should(Succeed(), "the startup probe passes")
 		Expect(readFile(dir, "db")()).To(Equal("db password one"))
 		Expect(readFile(dir, "api")()).To(Equal("api key"))
 		Expect(readFile(dir, "inline")()).To(Equal("inline value"))
+		Expect(readFile(dir, "env-API_KEY")()).To(Equal("api key"))
+
+		By("the exec wrapper, copied where app containers can run it, puts the value in the environment")
+		wrapper := filepath.Join(bin, "kubekms-agent")
+		Expect(wrapper).To(BeAnExistingFile())
+		env, err := exec.Command(wrapper, "exec", "--dir", dir, "--env", "API_KEY=env-API_KEY", "--", "sh", "-c", `printf %s "$API_KEY"`).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(env))
+		Expect(string(env)).To(Equal("api key"))
+
 		info, err := os.Stat(filepath.Join(dir, "db"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o400)))
