@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -79,6 +80,7 @@ func newRoot() *cobra.Command {
 		describeCmd(conn, streams), rotateCmd(conn, streams), canICmd(conn, streams),
 		generateMacCmd(conn, streams), verifyMacCmd(conn, streams),
 		getPublicKeyCmd(conn, streams), signCmd(conn, streams), verifyCmd(conn, streams),
+		importCmd(conn, streams),
 	)
 	return root
 }
@@ -371,25 +373,9 @@ func rotateCmd(conn *connection, s io3) *cobra.Command {
 		Short: "Rotate a key now (sets the kms.kubekms.io/rotate annotation: one new version)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			restConfig, err := conn.kube.ToRESTConfig()
+			c, ns, name, err := conn.keyClient(args[0])
 			if err != nil {
 				return err
-			}
-			scheme := runtime.NewScheme()
-			if err := kmsv1alpha1.AddToScheme(scheme); err != nil {
-				return err
-			}
-			c, err := client.New(restConfig, client.Options{Scheme: scheme})
-			if err != nil {
-				return err
-			}
-			ns, err := conn.namespace()
-			if err != nil {
-				return err
-			}
-			name := args[0]
-			if before, after, ok := strings.Cut(name, "/"); ok {
-				ns, name = before, after
 			}
 			value := time.Now().UTC().Format(time.RFC3339Nano)
 			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, kmsv1alpha1.RotateAnnotation, value)
@@ -402,6 +388,35 @@ func rotateCmd(conn *connection, s io3) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// keyClient is a Kubernetes client for kubekms objects, with the namespace
+// and name of a key given as NAME or NAMESPACE/NAME.
+func (c *connection) keyClient(ref string) (client.Client, string, string, error) {
+	restConfig, err := c.kube.ToRESTConfig()
+	if err != nil {
+		return nil, "", "", err
+	}
+	scheme := runtime.NewScheme()
+	if err := kmsv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, "", "", err
+	}
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, "", "", err
+	}
+	kc, err := client.New(restConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, "", "", err
+	}
+	ns, err := c.namespace()
+	if err != nil {
+		return nil, "", "", err
+	}
+	name := ref
+	if before, after, ok := strings.Cut(ref, "/"); ok {
+		ns, name = before, after
+	}
+	return kc, ns, name, nil
 }
 
 // errNo makes can-i exit 1 for "no", as kubectl auth can-i does.

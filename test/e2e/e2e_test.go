@@ -458,6 +458,7 @@ cat bad.err
 		Expect(os.ReadFile(filepath.Join(dir, "pub.pem"))).To(BeEquivalentTo(status), "the CLI downloads what status publishes")
 	})
 
+	byokSpecs()
 	agentSpecs()
 
 	It("never writes key material or the root key into its logs", func() {

@@ -1,0 +1,68 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+// Bring your own key with the CLI, material made by openssl.
+func byokSpecs() {
+	It("imports your own material with kubectl kms import-key-material, and refuses material of the wrong size", func() {
+		dir := GinkgoT().TempDir()
+		Expect(os.WriteFile(filepath.Join(dir, "keys.yaml"), []byte(`apiVersion: kms.kubekms.io/v1alpha1
+kind: Key
+metadata: {name: byok}
+spec: {origin: External}
+---
+apiVersion: kms.kubekms.io/v1alpha1
+kind: Key
+metadata: {name: byok-signer}
+spec: {origin: External, keySpec: ECC_NIST_P256}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: byok-user}
+rules:
+- apiGroups: [kms.kubekms.io]
+  resources: [keys]
+  resourceNames: [byok]
+  verbs: [encrypt, decrypt]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: byok-user}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: byok-user}
+subjects: [{kind: ServiceAccount, name: sample-app, namespace: default}]
+`), 0o600)).To(Succeed())
+		script := fmt.Sprintf(`set -euo pipefail
+source %q
+export PATH=%q:"$PATH"
+cd %q
+kubectl apply -f keys.yaml
+kubectl wait --for=jsonpath='{.status.state}'=PendingImport key/byok key/byok-signer --timeout=60s
+openssl rand 32 > material.bin
+kubectl kms import-key-material byok -f material.bin
+echo -n 'imported secret' | kubectl kms encrypt --key byok --service-account sample-app > ct
+test "$(kubectl kms decrypt -f ct --service-account sample-app)" = 'imported secret'
+openssl rand 32 | kubectl kms import-key-material byok
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out signer.pem
+openssl pkcs8 -topk8 -nocrypt -in signer.pem -outform DER -out signer.der
+openssl pkey -in signer.pem -pubout -out theirs.pub
+kubectl kms import-key-material byok-signer -f signer.der
+kubectl get key byok-signer -o jsonpath='{.status.publicKey}' > ours.pub
+cmp theirs.pub ours.pub
+if openssl rand 16 | kubectl kms import-key-material byok 2> short.err; then exit 1; fi
+`, filepath.Join(devDir, "env"), pluginDir, dir)
+		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(ContainSubstring("key.kms.kubekms.io/byok imported as version 1"))
+		Expect(string(out)).To(ContainSubstring("key.kms.kubekms.io/byok imported as version 2"))
+		Expect(string(out)).To(ContainSubstring("key.kms.kubekms.io/byok-signer imported as version 1"))
+		Expect(os.ReadFile(filepath.Join(dir, "short.err"))).To(ContainSubstring("SYMMETRIC_DEFAULT material must be 32 bytes (AES-256), got 16"))
+	})
+}
