@@ -7,7 +7,6 @@ import (
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -55,8 +54,6 @@ type Server struct {
 	// another principal.
 	ServiceAccountUID func(ctx context.Context, namespace, name string) (string, error)
 
-	// signers caches parsed private keys of asymmetric versions.
-	signers sync.Map
 	// Random supplies data keys, random bytes and salts: crypto/rand.Reader.
 	Random io.Reader
 }

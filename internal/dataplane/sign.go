@@ -4,7 +4,6 @@ import (
 	"context"
 	gocrypto "crypto"
 	"crypto/x509"
-	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -103,22 +102,14 @@ func (s *Server) signingKey(ctx context.Context, action, ref, alg, messageType s
 	return key, nil
 }
 
-// signer returns a version's parsed private key, parsed once.
+// signer returns a version's parsed private key, parsed once and forgotten
+// with the key.
 func (s *Server) signer(ctx context.Context, key *keyring.Key, version uint32) (gocrypto.Signer, error) {
-	ref := key.KeyIDString + "/" + strconv.FormatUint(uint64(version), 10)
-	if v, ok := s.signers.Load(ref); ok {
-		return v.(gocrypto.Signer), nil
-	}
-	material, err := s.Keys.VersionKey(ctx, key, version)
+	v, err := s.Keys.Parsed(ctx, key, version, func(material []byte) (any, error) { return crypto.ParsePrivate(material) })
 	if err != nil {
 		return nil, err
 	}
-	signer, err := crypto.ParsePrivate(material)
-	if err != nil {
-		return nil, err
-	}
-	s.signers.Store(ref, signer)
-	return signer, nil
+	return v.(gocrypto.Signer), nil
 }
 
 // asymmetricKey checks that a key is an enabled asymmetric key (of the

@@ -61,6 +61,9 @@ type Keyring struct {
 	matMu     sync.RWMutex
 	materials map[versionRef][]byte
 	loading   map[versionRef]*loadCall
+	// parsed holds what callers derived from a version's material (parsed
+	// private keys), dropped with the material.
+	parsed map[versionRef]any
 }
 
 type loadCall struct {
@@ -77,6 +80,7 @@ func New(load Loader) *Keyring {
 		byID:      map[crypto.KeyID]*Key{},
 		materials: map[versionRef][]byte{},
 		loading:   map[versionRef]*loadCall{},
+		parsed:    map[versionRef]any{},
 	}
 }
 
@@ -136,7 +140,35 @@ func (k *Keyring) Remove(namespace, name string) {
 			delete(k.materials, ref)
 		}
 	}
+	for ref := range k.parsed {
+		if ref.id == old.KeyID {
+			delete(k.parsed, ref)
+		}
+	}
 	k.matMu.Unlock()
+}
+
+// Parsed returns parse applied to a version's material, computed once per
+// version and forgotten with the key (Remove).
+func (k *Keyring) Parsed(ctx context.Context, key *Key, version uint32, parse func([]byte) (any, error)) (any, error) {
+	ref := versionRef{key.KeyID, version}
+	k.matMu.RLock()
+	v, ok := k.parsed[ref]
+	k.matMu.RUnlock()
+	if ok {
+		return v, nil
+	}
+	material, err := k.VersionKey(ctx, key, version)
+	if err != nil {
+		return nil, err
+	}
+	if v, err = parse(material); err != nil {
+		return nil, err
+	}
+	k.matMu.Lock()
+	k.parsed[ref] = v
+	k.matMu.Unlock()
+	return v, nil
 }
 
 // Resolve finds a key by reference: "name" in the caller's namespace,
