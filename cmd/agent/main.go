@@ -119,7 +119,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Config:  cfg,
 		Dir:     agent.Dir{Path: o.dir, Mode: cfg.FileMode},
 		KMS:     agent.KMSDecrypter{Client: kms},
-		Objects: agent.KubeObjects{Host: restCfg.Host, Client: httpClient, Namespace: o.namespace},
+		Objects: agent.KubeObjects{Host: restCfg.Host, Client: httpClient, Namespace: o.namespace, Log: log},
 		Log:     log,
 	}
 	log.Info("Starting", "mode", cfg.Mode, "files", len(cfg.Files), "dir", o.dir)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -28,6 +29,8 @@ type KubeObjects struct {
 	Host      string
 	Client    *http.Client
 	Namespace string
+	// Log, if set, hears about watches the API server refuses.
+	Log *slog.Logger
 }
 
 func (k KubeObjects) url(kind SourceKind, name string, watch bool) string {
@@ -98,6 +101,9 @@ func (k KubeObjects) Watch(ctx context.Context, kind SourceKind, name string, ch
 		if req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url(kind, name, true), nil); err == nil {
 			req.Header.Set("Accept", "application/json")
 			if resp, err := k.Client.Do(req); err == nil {
+				if resp.StatusCode != http.StatusOK && k.Log != nil {
+					k.Log.Warn("Could not watch a source; reading it again every 5s instead", "kind", string(kind), "name", name, "status", resp.StatusCode)
+				}
 				if resp.StatusCode == http.StatusOK {
 					lines := bufio.NewScanner(resp.Body)
 					lines.Buffer(make([]byte, 64<<10), 16<<20)

@@ -55,11 +55,11 @@ rules:
 - apiGroups: [""]
   resources: [secrets]
   resourceNames: [db-creds]
-  verbs: [get, list, watch]
+  verbs: [get, watch]
 - apiGroups: [""]
   resources: [configmaps]
   resourceNames: [app-config]
-  verbs: [get, list, watch]
+  verbs: [get, watch]
 - apiGroups: [kms.kubekms.io]
   resources: [keys]
   resourceNames: [app]
@@ -337,6 +337,7 @@ echo -n %q | kubectl kms encrypt --key %s -n %s --service-account ci -e %s
 		Expect(agent.ExitCode()).To(Equal(-1), "the sidecar keeps running")
 
 		logs := string(agent.Out.Contents()) + string(agent.Err.Contents())
+		Expect(logs).NotTo(ContainSubstring("Could not watch"), "a Role with resourceNames allows the narrowed watch")
 		for _, s := range append([]string{"db password", "api key", "inline value"}, secretsSeen...) {
 			Expect(logs).NotTo(ContainSubstring(s), "the agent never logs plaintext or tokens")
 		}

@@ -309,11 +309,23 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		out, err = kubectl("apply", "-f", f)
 		Expect(err).NotTo(HaveOccurred(), out)
 
-		By("a webhook configuration for the manager to inject its CA into (matching nothing)")
+		By("webhook configurations for the manager to inject its CA into (matching nothing)")
 		Expect(admin.Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: "kubekms-validating-webhook-configuration"},
 			Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 				Name: "vnothing.kms.kubekms.io", AdmissionReviewVersions: []string{"v1"},
+				SideEffects:   new(admissionregistrationv1.SideEffectClassNone),
+				FailurePolicy: new(admissionregistrationv1.Ignore),
+				ClientConfig:  admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: releaseNS, Name: "kubekms-webhook-service", Path: new("/none")}},
+				Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+					Rule: admissionregistrationv1.Rule{APIGroups: []string{"example.com"}, APIVersions: []string{"v1"}, Resources: []string{"nothings"}}}},
+			}},
+		})).To(Succeed())
+
+		Expect(admin.Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "kubekms-mutating-webhook-configuration"},
+			Webhooks: []admissionregistrationv1.MutatingWebhook{{
+				Name: "mnothing.kms.kubekms.io", AdmissionReviewVersions: []string{"v1"},
 				SideEffects:   new(admissionregistrationv1.SideEffectClassNone),
 				FailurePolicy: new(admissionregistrationv1.Ignore),
 				ClientConfig:  admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: releaseNS, Name: "kubekms-webhook-service", Path: new("/none")}},
@@ -476,6 +488,11 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 			Expect(admin.Get(ctx, client.ObjectKey{Name: "kubekms-validating-webhook-configuration"}, vwc)).To(Succeed())
 			return string(vwc.Webhooks[0].ClientConfig.CABundle)
 		}).Should(Equal(cm.Data["ca.crt"]))
+		Eventually(func() string {
+			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+			Expect(admin.Get(ctx, client.ObjectKey{Name: "kubekms-mutating-webhook-configuration"}, mwc)).To(Succeed())
+			return string(mwc.Webhooks[0].ClientConfig.CABundle)
+		}).Should(Equal(cm.Data["ca.crt"]), "and the pod injector's")
 
 		Expect(mgr.Err.Contents()).NotTo(ContainSubstring("forbidden"), "the manager was never refused anything")
 		Expect(mgr.Out.Contents()).NotTo(ContainSubstring("forbidden"))
