@@ -30,7 +30,7 @@ import (
 
 type options struct {
 	annotationsFile, dir, tokenFile, address, caFile, serverName, kubeconfig, namespace, binDir string
-	timeout                                                                             time.Duration
+	timeout                                                                                     time.Duration
 }
 
 func main() {
