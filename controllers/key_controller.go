@@ -71,6 +71,9 @@ type KeyReconciler struct {
 	// DeletionWindowOverride, when not zero, replaces every Key's deletion
 	// window. For tests and local development only.
 	DeletionWindowOverride time.Duration
+	// ImportPollInterval is how often a named import Secret is looked at
+	// (default DefaultImportPollInterval).
+	ImportPollInterval time.Duration
 }
 
 // RBAC, each rule justified (docs/install.md has the whole list):

@@ -22,9 +22,9 @@ const (
 	// ImportParametersTTL is how long a wrapping key and import token are
 	// accepted, as on AWS KMS.
 	ImportParametersTTL = 24 * time.Hour
-	// importPollInterval: the manager watches no Secret outside its own
-	// namespace, so while a Key names an import Secret it looks this often.
-	importPollInterval = 15 * time.Second
+	// DefaultImportPollInterval: the manager watches no Secret outside its
+	// own namespace, so while a Key names an import Secret it looks this often.
+	DefaultImportPollInterval = 15 * time.Second
 	// importStampPrefix marks the version made from one import Secret (by
 	// UID), so a crash between import and deleting the Secret imports once.
 	importStampPrefix = "import:"
@@ -57,7 +57,11 @@ func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Ke
 			"Set spec.import.secretRef to a Secret holding the wrapped material and import token (docs/keys.md)"}
 		return nil
 	}
-	obs.wakeAt(now.Add(importPollInterval))
+	poll := r.ImportPollInterval
+	if poll <= 0 {
+		poll = DefaultImportPollInterval
+	}
+	obs.wakeAt(now.Add(poll))
 
 	ref := types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.Import.SecretRef.Name}
 	secret := &corev1.Secret{}

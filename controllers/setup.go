@@ -26,6 +26,8 @@ type Config struct {
 	Random io.Reader
 	// DeletionWindowOverride: see KeyReconciler. Tests and development only.
 	DeletionWindowOverride time.Duration
+	// ImportPollInterval: see KeyReconciler.
+	ImportPollInterval time.Duration
 	// KeyController and RetentionController tune the two controllers.
 	KeyController, RetentionController controller.Options
 	// CAPEM, when set, is published to every namespace (CABundleReconciler).
@@ -42,6 +44,7 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		Clock:                  cfg.Clock,
 		Random:                 cfg.Random,
 		DeletionWindowOverride: cfg.DeletionWindowOverride,
+		ImportPollInterval:     cfg.ImportPollInterval,
 	}).SetupWithManager(mgr, cfg.KeyController); err != nil {
 		return err
 	}

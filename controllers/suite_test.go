@@ -102,6 +102,7 @@ func startManager() func() {
 		Clock:               fakeClock,
 		Random:              rand.Reader,
 		KeyController:       controller.Options{MaxConcurrentReconciles: 4},
+		ImportPollInterval:  time.Second,
 		RetentionController: controller.Options{},
 	})).To(Succeed())
 

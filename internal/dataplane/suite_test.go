@@ -185,7 +185,7 @@ func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceCli
 	Expect(err).NotTo(HaveOccurred())
 	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: operatorNamespace, Sealer: sealer}
 	if o.controllers {
-		Expect(controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader, CAPEM: ca.CertPEM})).To(Succeed())
+		Expect(controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader, CAPEM: ca.CertPEM, ImportPollInterval: time.Second})).To(Succeed())
 	}
 	issuer := &certs.Issuer{CA: ca, Clock: clock.RealClock{}, DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
 	serverTLS, err := issuer.TLSConfig()
