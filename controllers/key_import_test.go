@@ -7,6 +7,8 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"time"
 
@@ -116,6 +118,24 @@ var _ = Describe("Key import (origin: External)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got).To(Equal(material), "the sealed version is the imported material")
 		Eventually(eventReasons(ctx, ns, "byok")).Should(ContainElement(ReasonImported))
+
+		By("the material and the wrapping private key exist only sealed")
+		secrets := &corev1.SecretList{}
+		Expect(k8sClient.List(ctx, secrets)).To(Succeed())
+		for _, sec := range secrets.Items {
+			for k, v := range sec.Data {
+				Expect(bytes.Contains(v, material)).To(BeFalse(), "Secret %s/%s key %s holds the material", sec.Namespace, sec.Name, k)
+				_, err := x509.ParsePKCS8PrivateKey(v)
+				Expect(err).To(HaveOccurred(), "Secret %s/%s key %s holds a private key", sec.Namespace, sec.Name, k)
+			}
+		}
+		shown, err := json.Marshal(getKey(ctx, key)())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(bytes.Contains(shown, material)).To(BeFalse())
+		Expect(string(shown)).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString(material)))
+		for _, note := range eventNotes(ctx, ns, "byok", ReasonImported)() {
+			Expect(note).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString(material)))
+		}
 
 		// Importing again (same Secret name, new material) adds version 2.
 		second := bytes.Repeat([]byte{0x5a}, 32)

@@ -190,17 +190,20 @@ func agentContainer(pod *corev1.Pod, cfg agent.Config, o Options, resources core
 }
 
 // runAsUser is the agent's UID, which owns the files: the annotation, else
-// the first app container's, else nil (the pod's, or the image's).
+// the first app container's, else nil (the pod's, or the image's). The agent
+// never runs as root: an app running as root reads the files anyway.
 func runAsUser(pod *corev1.Pod, cfg agent.Config) *int64 {
-	if cfg.RunAsUser != nil {
-		return cfg.RunAsUser
-	}
+	uid := cfg.RunAsUser
 	for _, c := range pod.Spec.Containers {
-		if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
-			return c.SecurityContext.RunAsUser
+		if uid == nil && c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+			uid = c.SecurityContext.RunAsUser
+			break
 		}
 	}
-	return nil
+	if uid != nil && *uid == 0 {
+		return nil
+	}
+	return uid
 }
 
 func podProjection() *corev1.ProjectedVolumeSource {

@@ -185,3 +185,22 @@ func TestInjectExecWrapper(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestInjectNeverRunsTheAgentAsRoot(t *testing.T) {
+	pod := appPod(map[string]string{agent.AnnotationInject: "true", agent.AnnotationSecretPrefix + "db": "secret/db/password"})
+	pod.Spec.Containers[0].SecurityContext.RunAsUser = new(int64(0))
+	if err := Inject(pod, "shop", testOptions); err != nil {
+		t.Fatal(err)
+	}
+	if sc := pod.Spec.InitContainers[0].SecurityContext; sc.RunAsUser != nil || !*sc.RunAsNonRoot {
+		t.Fatalf("agent security context %+v", sc)
+	}
+	pod = appPod(map[string]string{agent.AnnotationInject: "true", agent.AnnotationSecretPrefix + "db": "secret/db/password",
+		agent.AnnotationRunAsUser: "2000"})
+	if err := Inject(pod, "shop", testOptions); err != nil {
+		t.Fatal(err)
+	}
+	if uid := pod.Spec.InitContainers[0].SecurityContext.RunAsUser; uid == nil || *uid != 2000 {
+		t.Fatalf("run-as-user: %v", uid)
+	}
+}
