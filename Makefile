@@ -122,9 +122,10 @@ test: build $(GRPCURL) $(HELM) ## Unit tests, envtest suites, packaging checks a
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 .PHONY: fuzz
-fuzz: ## Fuzz the ciphertext parser and the policy evaluator, FUZZTIME each (default 30s).
+fuzz: ## Fuzz the ciphertext parser, the policy evaluator and the pod injector, FUZZTIME each (default 30s).
 	$(GO) test ./internal/crypto/ -run '^$$' -fuzz FuzzDecrypt -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/policy/ -run '^$$' -fuzz FuzzEvaluate -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/inject/ -run '^$$' -fuzz FuzzInject -fuzztime $(FUZZTIME)
 
 .PHONY: bench
 bench: ## Benchmark the data plane against a bare gRPC echo ceiling (prints ops/s, p50, p99).
