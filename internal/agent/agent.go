@@ -1,14 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -41,13 +39,14 @@ type Agent struct {
 	// Backoff bounds the wait between failed attempts (defaults 1s, 30s).
 	MinBackoff, MaxBackoff time.Duration
 
-	// per file: digest of the ciphertext last decrypted, and its plaintext.
+	// per file: the ciphertext last decrypted, and its plaintext. A file's
+	// encryption context is fixed for the agent's life, so the ciphertext
+	// alone says whether it must be decrypted again.
 	current map[string]written
 }
 
 type written struct {
-	digest    [32]byte
-	plaintext []byte
+	ciphertext, plaintext []byte
 }
 
 // FileError is a file that could not be produced; Permanent says whether
@@ -71,7 +70,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if a.current == nil {
 		a.current = map[string]written{}
 	}
-	objects := map[string]map[string][]byte{}
+	objects := map[string]fetched{}
 	var errs []error
 	next := make(map[string]written, len(a.Config.Files))
 	changed := false
@@ -84,7 +83,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 			}
 			continue
 		}
-		if old, ok := a.current[f.Name]; !ok || old.digest != w.digest {
+		if old, ok := a.current[f.Name]; !ok || !bytes.Equal(old.ciphertext, w.ciphertext) {
 			changed = true
 		}
 		next[f.Name] = w
@@ -101,7 +100,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 			return fmt.Errorf("write files: %w", err)
 		}
 		for n, old := range a.current {
-			if next[n].digest != old.digest {
+			if !bytes.Equal(next[n].ciphertext, old.ciphertext) {
 				clear(old.plaintext)
 			}
 		}
@@ -114,42 +113,39 @@ func (a *Agent) Sync(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (a *Agent) produce(ctx context.Context, f File, objects map[string]map[string][]byte) (written, error) {
+// fetched is one read of a Secret or ConfigMap, shared by its files.
+type fetched struct {
+	data map[string][]byte
+	err  error
+}
+
+func (a *Agent) produce(ctx context.Context, f File, objects map[string]fetched) (written, error) {
 	fail := func(err error, permanent bool) (written, error) {
 		return written{}, &FileError{File: f.Name, Source: f.Source.String(), Err: err, Permanent: permanent}
 	}
-	var ciphertext []byte
-	if f.Source.Kind == SourceInline {
-		ciphertext = []byte(f.Source.Inline)
-	} else {
+	ciphertext := []byte(f.Source.Inline)
+	if f.Source.Kind != SourceInline {
 		id := string(f.Source.Kind) + "/" + f.Source.Name
-		data, ok := objects[id]
+		obj, ok := objects[id]
 		if !ok {
-			var err error
-			if data, err = a.Objects.Get(ctx, f.Source.Kind, f.Source.Name); err != nil {
-				return fail(err, apierrors.IsNotFound(err) || apierrors.IsForbidden(err))
-			}
-			objects[id] = data
+			obj.data, obj.err = a.Objects.Get(ctx, f.Source.Kind, f.Source.Name)
+			objects[id] = obj
 		}
-		if ciphertext, ok = data[f.Source.Key]; !ok {
+		if obj.err != nil {
+			return fail(obj.err, apierrors.IsNotFound(obj.err) || apierrors.IsForbidden(obj.err))
+		}
+		if ciphertext, ok = obj.data[f.Source.Key]; !ok {
 			return fail(fmt.Errorf("%s %s has no key %q", f.Source.Kind, f.Source.Name, f.Source.Key), true)
 		}
 	}
-	h := sha256.New()
-	h.Write(ciphertext)
-	for _, k := range slices.Sorted(maps.Keys(f.Context)) {
-		fmt.Fprintf(h, "\x00%s=%s", k, f.Context[k])
-	}
-	var digest [32]byte
-	h.Sum(digest[:0])
-	if old, ok := a.current[f.Name]; ok && old.digest == digest {
+	if old, ok := a.current[f.Name]; ok && bytes.Equal(old.ciphertext, ciphertext) {
 		return old, nil
 	}
 	pt, err := a.KMS.Decrypt(ctx, ciphertext, f.Context)
 	if err != nil {
 		return fail(err, permanent(err))
 	}
-	return written{digest: digest, plaintext: pt}, nil
+	return written{ciphertext: ciphertext, plaintext: pt}, nil
 }
 
 // permanent says whether a data-plane error will stay the same until the
@@ -170,8 +166,7 @@ func (a *Agent) Once(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		var fe *FileError
-		if allPermanent(err) && errors.As(err, &fe) {
+		if allPermanent(err) {
 			return err
 		}
 		a.Log.Info("Could not write every file yet; retrying", "error", err.Error())

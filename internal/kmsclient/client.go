@@ -207,12 +207,13 @@ func (r Retry) backoff(attempt int, err error) time.Duration {
 // DecryptAny decrypts a kubekms ciphertext in any of its forms: kms:v1
 // (text or binary) through Decrypt, or a kms:env1 envelope by decrypting its
 // data key and opening it locally. keyID, when set, is the key the
-// ciphertext must belong to.
+// ciphertext must belong to. Input found bad here is InvalidArgument, as the
+// service would say.
 func (c *Client) DecryptAny(ctx context.Context, data []byte, encryptionContext map[string]string, keyID string) ([]byte, error) {
 	if !crypto.IsEnvelope(data) {
 		blob, err := crypto.DecodeCiphertext(data)
 		if err != nil {
-			return nil, errors.New("the input is not a valid kubekms ciphertext")
+			return nil, status.Error(codes.InvalidArgument, "the input is not a valid kubekms ciphertext")
 		}
 		dec, err := c.Decrypt(ctx, &kmsv1.DecryptRequest{CiphertextBlob: blob, EncryptionContext: encryptionContext, KeyId: keyID})
 		if err != nil {
@@ -222,11 +223,11 @@ func (c *Client) DecryptAny(ctx context.Context, data []byte, encryptionContext 
 	}
 	env, err := crypto.DecodeEnvelope(data)
 	if err != nil {
-		return nil, errors.New("the input is not a valid kubekms envelope")
+		return nil, status.Error(codes.InvalidArgument, "the input is not a valid kubekms envelope")
 	}
 	wrapped, err := crypto.ParseEnvelope(env)
 	if err != nil {
-		return nil, errors.New("the input is not a valid kubekms envelope")
+		return nil, status.Error(codes.InvalidArgument, "the input is not a valid kubekms envelope")
 	}
 	dk, err := c.Decrypt(ctx, &kmsv1.DecryptRequest{CiphertextBlob: wrapped, EncryptionContext: encryptionContext, KeyId: keyID})
 	if err != nil {
@@ -235,7 +236,7 @@ func (c *Client) DecryptAny(ctx context.Context, data []byte, encryptionContext 
 	defer clear(dk.Plaintext)
 	pt, err := crypto.OpenEnvelope(dk.Plaintext, env)
 	if err != nil {
-		return nil, errors.New("the envelope does not decrypt with its data key: it was altered")
+		return nil, status.Error(codes.InvalidArgument, "the envelope does not decrypt with its data key: it was altered")
 	}
 	return pt, nil
 }

@@ -131,3 +131,19 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// Input that is bad before any call is InvalidArgument, like the service's
+// own answer, so callers (the agent) do not retry it as if it might pass.
+func TestDecryptAnyRefusesBadInputLocally(t *testing.T) {
+	c, err := New(Config{Address: "127.0.0.1:1", Insecure: true, Token: StaticToken("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, in := range []string{"kms:v1:not base64!", "kms:env1:AAAA"} {
+		_, err := c.DecryptAny(context.Background(), []byte(in), nil, "")
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "is not a valid kubekms") {
+			t.Errorf("%q: err = %v, want InvalidArgument", in, err)
+		}
+	}
+}
