@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -126,7 +127,14 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	if c := meta.FindStatusCondition(status.Conditions, kmsv1alpha1.KeyConditionImported); c != nil {
 		if reason, note, ok := importEvent(key.Status.Conditions, *c); ok {
-			r.Recorder.Eventf(key, nil, corev1.EventTypeWarning, reason, ActionImport, note)
+			// Related to the Secret (its UID and resourceVersion): the
+			// recorder folds Events of one object, reason and related object
+			// into a series that keeps the first note.
+			var related runtime.Object
+			if obs.importSecret != nil {
+				related = obs.importSecret
+			}
+			r.Recorder.Eventf(key, related, corev1.EventTypeWarning, reason, ActionImport, note)
 		}
 	}
 	if err := r.patchStatus(ctx, key, status); err != nil {

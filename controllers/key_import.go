@@ -77,6 +77,7 @@ func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Ke
 	case err != nil:
 		return fmt.Errorf("read import Secret %s: %w", ref, err)
 	}
+	obs.importSecret = secret
 
 	stamp := importStampPrefix + string(secret.UID)
 	if slices.ContainsFunc(obs.versions, func(v keystore.Version) bool { return v.RotateRequest == stamp }) {
@@ -100,7 +101,7 @@ func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Ke
 	if !created {
 		return fmt.Errorf("version %d of key %s was made concurrently; deciding again", next, obs.keyID)
 	}
-	r.Recorder.Eventf(key, nil, corev1.EventTypeNormal, ReasonImported, ActionImport,
+	r.Recorder.Eventf(key, secret, corev1.EventTypeNormal, ReasonImported, ActionImport,
 		"Imported material from Secret %s as version %d of key %s", ref, next, obs.keyID)
 	if obs.versions, err = r.Store.ActiveByKeyName(ctx, key.Namespace, key.Name); err != nil {
 		return err

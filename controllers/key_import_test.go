@@ -146,6 +146,8 @@ var _ = Describe("Key import (origin: External)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got).To(Equal(second))
 		Expect(key.Status.Versions).To(HaveLen(2))
+		Eventually(eventNotes(ctx, ns, "byok", ReasonImported)).Should(ContainElement(ContainSubstring("as version 2")),
+			"each import is its own Event, not a fold of the first")
 
 		// Deleting the Key removes its wrapping key (not material) at once.
 		Expect(k8sClient.Delete(ctx, key)).To(Succeed())

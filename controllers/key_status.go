@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -34,6 +35,7 @@ type observed struct {
 	// External keys: the published import parameters, why material is not
 	// (or could not be) imported, and whether it has expired.
 	importParams  *kmsv1alpha1.KeyImportParameters
+	importSecret  *corev1.Secret // the import Secret read this time, if any
 	importProblem *blocker
 	expired       bool
 }

@@ -113,25 +113,28 @@ func main() {
 	}
 }
 
-// resourceRequirements reads the agent's default cpu/memory requests and limits.
+// resourceRequirements reads the agent's default cpu/memory requests and
+// limits (in the order of options.agentResources).
 func resourceRequirements(v [4]string) (corev1.ResourceRequirements, error) {
 	r := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
-	for i, name := range []string{"agent-cpu-request", "agent-memory-request", "agent-cpu-limit", "agent-memory-limit"} {
+	for i, f := range []struct {
+		flag string
+		list corev1.ResourceList
+		name corev1.ResourceName
+	}{
+		{"agent-cpu-request", r.Requests, corev1.ResourceCPU},
+		{"agent-memory-request", r.Requests, corev1.ResourceMemory},
+		{"agent-cpu-limit", r.Limits, corev1.ResourceCPU},
+		{"agent-memory-limit", r.Limits, corev1.ResourceMemory},
+	} {
 		if v[i] == "" {
 			continue
 		}
 		q, err := resource.ParseQuantity(v[i])
 		if err != nil {
-			return r, fmt.Errorf("--%s: %q is not a quantity", name, v[i])
+			return r, fmt.Errorf("--%s: %q is not a quantity", f.flag, v[i])
 		}
-		list, res := r.Requests, corev1.ResourceCPU
-		if i >= 2 {
-			list = r.Limits
-		}
-		if i%2 == 1 {
-			res = corev1.ResourceMemory
-		}
-		list[res] = q
+		f.list[f.name] = q
 	}
 	return r, nil
 }

@@ -120,9 +120,6 @@ type EnvVar struct {
 // Wraps says whether app containers run under the exec wrapper.
 func (c Config) Wraps() bool { return len(c.Env) > 0 || c.ReloadSignal != "" }
 
-// ReloadSignals are the signals kms.kubekms.io/reload-signal accepts.
-var ReloadSignals = []string{"SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGTERM", "SIGQUIT"}
-
 var (
 	fileName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -98,6 +100,7 @@ func (w Wrapper) Run(ctx context.Context, stdin io.Reader, stdout, stderr io.Wri
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	generation, _ := os.Readlink(filepath.Join(w.Dir, dataLink))
+	stop := ctx.Done()
 	for {
 		select {
 		case err := <-done:
@@ -111,8 +114,9 @@ func (w Wrapper) Run(ctx context.Context, stdin io.Reader, stdout, stderr io.Wri
 			return 0, err
 		case s := <-signals:
 			_ = cmd.Process.Signal(s)
-		case <-ctx.Done():
+		case <-stop:
 			_ = cmd.Process.Signal(syscall.SIGTERM)
+			stop = nil // once; then wait for the child
 		case <-tick.C:
 			if w.Signal == 0 {
 				continue
@@ -125,6 +129,7 @@ func (w Wrapper) Run(ctx context.Context, stdin io.Reader, stdout, stderr io.Wri
 	}
 }
 
+// signalsByName are the signals kms.kubekms.io/reload-signal accepts.
 var signalsByName = map[string]syscall.Signal{
 	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
 	"SIGINT": syscall.SIGINT, "SIGTERM": syscall.SIGTERM, "SIGQUIT": syscall.SIGQUIT,
@@ -135,7 +140,7 @@ func ParseSignal(name string) (syscall.Signal, error) {
 	if s, ok := signalsByName[name]; ok {
 		return s, nil
 	}
-	return 0, fmt.Errorf("%q is not one of %v", name, ReloadSignals)
+	return 0, fmt.Errorf("%q is not one of %v", name, slices.Sorted(maps.Keys(signalsByName)))
 }
 
 // CopySelf copies the running binary to dir/kubekms-agent, atomically, so

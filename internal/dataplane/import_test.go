@@ -27,11 +27,7 @@ var _ = Describe("Bring your own key", func() {
 		ns   string
 		actx context.Context
 	)
-	BeforeEach(func(ctx SpecContext) {
-		ns = newNamespace(ctx)
-		newServiceAccount(ctx, ns, "app")
-		actx = withToken(context.Background(), kmsToken(ctx, ns, "app"))
-	})
+	BeforeEach(func(ctx SpecContext) { ns, actx = appNamespace(ctx) })
 
 	// importKey creates an External key and returns its import parameters.
 	importKey := func(ctx context.Context, name string, spec kmsv1alpha1.KeySpecType, wrapping string) (*kmsv1alpha1.Key, *kmsv1alpha1.KeyImportParameters) {

@@ -45,11 +45,7 @@ var _ = Describe("HMAC keys", func() {
 		ns   string
 		actx context.Context
 	)
-	BeforeEach(func(ctx SpecContext) {
-		ns = newNamespace(ctx)
-		newServiceAccount(ctx, ns, "app")
-		actx = withToken(context.Background(), kmsToken(ctx, ns, "app"))
-	})
+	BeforeEach(func(ctx SpecContext) { ns, actx = appNamespace(ctx) })
 
 	DescribeTable("make MACs that are the HMAC of the message under the key's material",
 		func(ctx SpecContext, spec kmsv1alpha1.KeySpecType, alg string, size int, h func() hash.Hash) {

@@ -43,11 +43,7 @@ var _ = Describe("Signing keys", func() {
 		ns   string
 		actx context.Context
 	)
-	BeforeEach(func(ctx SpecContext) {
-		ns = newNamespace(ctx)
-		newServiceAccount(ctx, ns, "app")
-		actx = withToken(context.Background(), kmsToken(ctx, ns, "app"))
-	})
+	BeforeEach(func(ctx SpecContext) { ns, actx = appNamespace(ctx) })
 
 	DescribeTable("sign with the service; openssl verifies with the downloaded public key",
 		func(ctx SpecContext, spec kmsv1alpha1.KeySpecType, usage kmsv1alpha1.KeyUsage, algs ...string) {

@@ -254,6 +254,15 @@ func newNamespace(ctx context.Context) string {
 	return ns.Name
 }
 
+// appNamespace is a fresh namespace with a ServiceAccount app, and a
+// context that calls the data plane as app.
+func appNamespace(ctx context.Context) (string, context.Context) {
+	GinkgoHelper()
+	ns := newNamespace(ctx)
+	newServiceAccount(ctx, ns, "app")
+	return ns, withToken(context.Background(), kmsToken(ctx, ns, "app"))
+}
+
 func newServiceAccount(ctx context.Context, ns, name string) {
 	Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
 }

@@ -81,36 +81,14 @@ func (s *Store) ImportParameters(ctx context.Context, keyID string) (*ImportPara
 // CreateImportParameters seals a new wrapping key for keyID. It reports
 // false when another writer made parameters first; read them again.
 func (s *Store) CreateImportParameters(ctx context.Context, keyID string, private, public []byte, token string, expires time.Time) (bool, error) {
-	sealed, err := s.Sealer.Seal(ctx, private, seal.MaterialAAD(keyID, 0, wrappingKeySpec))
-	if err != nil {
-		return false, fmt.Errorf("seal import wrapping key of key %s: %w", keyID, err)
+	labels := map[string]string{seal.ComponentLabel: ComponentImportWrappingKey, LabelKeyID: keyID}
+	annotations := map[string]string{
+		AnnotationImportToken: token,
+		AnnotationExpiresAt:   expires.UTC().Format(time.RFC3339Nano),
+		AnnotationPublicKey:   base64.StdEncoding.EncodeToString(public),
 	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      ImportSecretName(keyID),
-			Namespace: s.Namespace,
-			Labels: map[string]string{
-				seal.ManagedByLabel: seal.ManagedByValue,
-				seal.ComponentLabel: ComponentImportWrappingKey,
-				LabelKeyID:          keyID,
-			},
-			Annotations: map[string]string{
-				AnnotationImportToken: token,
-				AnnotationExpiresAt:   expires.UTC().Format(time.RFC3339Nano),
-				AnnotationPublicKey:   base64.StdEncoding.EncodeToString(public),
-			},
-		},
-		Immutable: new(true),
-		Type:      SecretType,
-		Data:      map[string][]byte{dataSealed: sealed, dataProvider: []byte(s.Sealer.Provider())},
-	}
-	switch err := s.Client.Create(ctx, secret); {
-	case apierrors.IsAlreadyExists(err):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("store import wrapping key of key %s: %w", keyID, err)
-	}
-	return true, nil
+	return s.createSealed(ctx, "import wrapping key of key "+keyID, ImportSecretName(keyID), labels, annotations,
+		private, seal.MaterialAAD(keyID, 0, wrappingKeySpec))
 }
 
 // LoadImportKey unseals the wrapping private key (PKCS#8 DER) of p.
@@ -122,7 +100,7 @@ func (s *Store) LoadImportKey(ctx context.Context, p *ImportParameters) ([]byte,
 	if secret.UID != p.uid {
 		return nil, fmt.Errorf("import wrapping key of key %s was renewed meanwhile", p.KeyID)
 	}
-	return s.Sealer.Unseal(ctx, secret.Data[dataSealed], seal.MaterialAAD(p.KeyID, 0, wrappingKeySpec))
+	return s.unsealSecret(ctx, secret, seal.MaterialAAD(p.KeyID, 0, wrappingKeySpec))
 }
 
 // DeleteImportParameters deletes p's wrapping key, only if it is still the

@@ -177,10 +177,6 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 // the version already exists: someone else made it first, and that version,
 // not this material, is the one that counts.
 func (s *Store) Create(ctx context.Context, owner Owner, version int32, material, publicKey []byte, createdAt time.Time, rotateRequest string) (bool, error) {
-	sealed, err := s.Sealer.Seal(ctx, material, seal.MaterialAAD(owner.KeyID, version, owner.KeySpec))
-	if err != nil {
-		return false, fmt.Errorf("seal key %s version %d: %w", owner.KeyID, version, err)
-	}
 	annotations := map[string]string{
 		AnnotationKeySpec:   owner.KeySpec,
 		AnnotationCreatedAt: createdAt.UTC().Format(time.RFC3339Nano),
@@ -191,29 +187,37 @@ func (s *Store) Create(ctx context.Context, owner Owner, version int32, material
 	if len(publicKey) > 0 {
 		annotations[AnnotationPublicKey] = base64.StdEncoding.EncodeToString(publicKey)
 	}
+	labels := map[string]string{
+		seal.ComponentLabel: ComponentMaterial,
+		LabelKeyNamespace:   owner.Namespace,
+		LabelKeyName:        owner.Name,
+		LabelKeyID:          owner.KeyID,
+		LabelKeyVersion:     strconv.Itoa(int(version)),
+	}
+	what := fmt.Sprintf("key %s version %d", owner.KeyID, version)
+	return s.createSealed(ctx, what, SecretName(owner.KeyID, version), labels, annotations, material, seal.MaterialAAD(owner.KeyID, version, owner.KeySpec))
+}
+
+// createSealed seals plaintext bound to aad into a new immutable Secret of
+// the operator namespace. It reports false when the Secret already exists:
+// another writer made it first.
+func (s *Store) createSealed(ctx context.Context, what, name string, labels, annotations map[string]string, plaintext, aad []byte) (bool, error) {
+	sealed, err := s.Sealer.Seal(ctx, plaintext, aad)
+	if err != nil {
+		return false, fmt.Errorf("seal %s: %w", what, err)
+	}
+	labels[seal.ManagedByLabel] = seal.ManagedByValue
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      SecretName(owner.KeyID, version),
-			Namespace: s.Namespace,
-			Labels: map[string]string{
-				seal.ManagedByLabel: seal.ManagedByValue,
-				seal.ComponentLabel: ComponentMaterial,
-				LabelKeyNamespace:   owner.Namespace,
-				LabelKeyName:        owner.Name,
-				LabelKeyID:          owner.KeyID,
-				LabelKeyVersion:     strconv.Itoa(int(version)),
-			},
-			Annotations: annotations,
-		},
-		Immutable: new(true),
-		Type:      SecretType,
-		Data:      map[string][]byte{dataSealed: sealed, dataProvider: []byte(s.Sealer.Provider())},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: labels, Annotations: annotations},
+		Immutable:  new(true),
+		Type:       SecretType,
+		Data:       map[string][]byte{dataSealed: sealed, dataProvider: []byte(s.Sealer.Provider())},
 	}
 	switch err := s.Client.Create(ctx, secret); {
 	case apierrors.IsAlreadyExists(err):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("store key %s version %d: %w", owner.KeyID, version, err)
+		return false, fmt.Errorf("store %s: %w", what, err)
 	}
 	return true, nil
 }
@@ -227,14 +231,19 @@ func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec s
 	if err := s.Reader.Get(ctx, name, secret); err != nil {
 		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
 	}
-	if p := string(secret.Data[dataProvider]); p != s.Sealer.Provider() {
-		return nil, fmt.Errorf("load key %s version %d: sealed by root of trust %q, this manager uses %q", keyID, version, p, s.Sealer.Provider())
-	}
-	material, err := s.Sealer.Unseal(ctx, secret.Data[dataSealed], seal.MaterialAAD(keyID, version, keySpec))
+	material, err := s.unsealSecret(ctx, secret, seal.MaterialAAD(keyID, version, keySpec))
 	if err != nil {
 		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
 	}
 	return material, nil
+}
+
+// unsealSecret unseals a Secret made by createSealed, bound to aad.
+func (s *Store) unsealSecret(ctx context.Context, secret *corev1.Secret, aad []byte) ([]byte, error) {
+	if p := string(secret.Data[dataProvider]); p != s.Sealer.Provider() {
+		return nil, fmt.Errorf("sealed by root of trust %q, this manager uses %q", p, s.Sealer.Provider())
+	}
+	return s.Sealer.Unseal(ctx, secret.Data[dataSealed], aad)
 }
 
 // Tombstone marks a version as belonging to a deleted key, to be destroyed

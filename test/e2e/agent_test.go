@@ -154,19 +154,20 @@ func agentSpecs() {
 		work     string
 	)
 
-	// encrypt makes a ciphertext with the CLI, as ci.
-	encrypt := func(key, plaintext, context string) string {
+	// encryptAs makes a ciphertext with the CLI, as a ServiceAccount.
+	encryptAs := func(ns, sa, key, plaintext, context string) string {
 		GinkgoHelper()
 		secretsSeen = append(secretsSeen, plaintext)
 		script := fmt.Sprintf(`set -euo pipefail
 source %q
 export PATH=%q:"$PATH"
-echo -n %q | kubectl kms encrypt --key %s -n %s --service-account ci -e %s
-`, filepath.Join(devDir, "env"), pluginDir, plaintext, key, agentNS, context)
+echo -n %q | kubectl kms encrypt --key %s -n %s --service-account %s -e %q
+`, filepath.Join(devDir, "env"), pluginDir, plaintext, key, ns, sa, context)
 		out, err := exec.Command("bash", "-c", script).Output()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		return strings.TrimSpace(string(out))
 	}
+	encrypt := func(key, plaintext, context string) string { return encryptAs(agentNS, "ci", key, plaintext, context) }
 
 	// annotationsFile writes annotations as the downward API does.
 	annotationsFile := func(a map[string]string) string {
@@ -228,16 +229,9 @@ echo -n %q | kubectl kms encrypt --key %s -n %s --service-account ci -e %s
 		work = GinkgoT().TempDir()
 		out, err := kubectl("apply", "-f", filepath.Join(repoRoot, "config", "rbac", "kms_roles.yaml"))
 		Expect(err).NotTo(HaveOccurred(), out)
-		manifest := filepath.Join(work, "agent.yaml")
-		Expect(os.WriteFile(manifest, []byte(agentManifest), 0o600)).To(Succeed())
-		out, err = kubectl("apply", "-f", manifest)
-		Expect(err).NotTo(HaveOccurred(), out)
-		for _, k := range []string{"app", "other"} {
-			Eventually(func() string {
-				out, _ := kubectl("get", "key", k, "-n", agentNS, "-o", "jsonpath={.status.state}")
-				return out
-			}, "20s").Should(Equal("Enabled"))
-		}
+		applyYAML(agentManifest)
+		waitKeyEnabled(agentNS, "app")
+		waitKeyEnabled(agentNS, "other")
 	})
 
 	It("writes every file atomically with mode 0400, follows Secret changes, keeps the old file on a tampered value, and rides out the service going down", func() {
@@ -368,42 +362,13 @@ echo -n %q | kubectl kms encrypt --key %s -n %s --service-account ci -e %s
 		Expect(filepath.Join(work, "denied", "ok")).NotTo(BeAnExistingFile(), "nothing is written unless everything is")
 
 		By("throttled: 8 files at a quota of 2 per second")
-		throttled := `apiVersion: v1
-kind: Namespace
-metadata: {name: kms-throttled}
----
-apiVersion: kms.kubekms.io/v1alpha1
-kind: Key
-metadata: {name: k, namespace: kms-throttled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: app, namespace: kms-throttled}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: app-uses-keys, namespace: kms-throttled}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubekms-key-user}
-subjects: [{kind: ServiceAccount, name: app, namespace: kms-throttled}]
-`
-		manifest := filepath.Join(work, "throttled.yaml")
-		Expect(os.WriteFile(manifest, []byte(throttled), 0o600)).To(Succeed())
-		out, err := kubectl("apply", "-f", manifest)
-		Expect(err).NotTo(HaveOccurred(), out)
-		Eventually(func() string {
-			out, _ := kubectl("get", "key", "k", "-n", "kms-throttled", "-o", "jsonpath={.status.state}")
-			return out
-		}, "20s").Should(Equal("Enabled"))
-		script := fmt.Sprintf(`set -euo pipefail
-source %q
-export PATH=%q:"$PATH"
-echo -n "throttled value" | kubectl kms encrypt --key kms-throttled/k -n kms-throttled --service-account app
-`, filepath.Join(devDir, "env"), pluginDir)
-		ct, err := exec.Command("bash", "-c", script).Output()
-		Expect(err).NotTo(HaveOccurred())
+		applyYAML(throttledManifest)
+		waitKeyEnabled("kms-throttled", "k")
+		ct := encryptAs("kms-throttled", "app", "k", "throttled value", "app=agent")
 		many := map[string]string{"kms.kubekms.io/inject": "true", "kms.kubekms.io/mode": "init"}
 		for i := range 8 {
-			many[fmt.Sprintf("kms.kubekms.io/secret-t%d", i)] = strings.TrimSpace(string(ct))
+			many[fmt.Sprintf("kms.kubekms.io/secret-t%d", i)] = ct
+			many[fmt.Sprintf("kms.kubekms.io/context-t%d", i)] = "app=agent"
 		}
 		throttledSoFar := func() int {
 			auditLog, err := os.ReadFile(filepath.Join(devDir, "audit.log"))

@@ -96,6 +96,45 @@ func kubectl(args ...string) (string, error) {
 	return string(out), err
 }
 
+// throttledManifest is a namespace whose quota (the suite's quota file) is
+// 2 symmetric calls per second, with a key its ServiceAccount app may use.
+const throttledManifest = `apiVersion: v1
+kind: Namespace
+metadata: {name: kms-throttled}
+---
+apiVersion: kms.kubekms.io/v1alpha1
+kind: Key
+metadata: {name: k, namespace: kms-throttled}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: app, namespace: kms-throttled}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: app-uses-keys, namespace: kms-throttled}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubekms-key-user}
+subjects: [{kind: ServiceAccount, name: app, namespace: kms-throttled}]
+`
+
+// applyYAML applies manifests with kubectl.
+func applyYAML(manifests string) {
+	GinkgoHelper()
+	f := filepath.Join(GinkgoT().TempDir(), "manifests.yaml")
+	Expect(os.WriteFile(f, []byte(manifests), 0o600)).To(Succeed())
+	out, err := kubectl("apply", "-f", f)
+	Expect(err).NotTo(HaveOccurred(), out)
+}
+
+// waitKeyEnabled waits until a Key's status says Enabled.
+func waitKeyEnabled(namespace, name string) {
+	GinkgoHelper()
+	Eventually(func() string {
+		out, _ := kubectl("get", "key", name, "-n", namespace, "-o", "jsonpath={.status.state}")
+		return out
+	}, "20s").Should(Equal("Enabled"))
+}
+
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
@@ -269,33 +308,10 @@ kubectl kms decrypt -f old.kms --service-account sample-app
 	})
 
 	It("lets kubectl kms finish in a throttled namespace by backing off", func() {
-		manifest := filepath.Join(GinkgoT().TempDir(), "throttled.yaml")
-		Expect(os.WriteFile(manifest, []byte(`apiVersion: v1
-kind: Namespace
-metadata: {name: kms-throttled}
----
-apiVersion: kms.kubekms.io/v1alpha1
-kind: Key
-metadata: {name: k, namespace: kms-throttled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: app, namespace: kms-throttled}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: app-uses-keys, namespace: kms-throttled}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubekms-key-user}
-subjects: [{kind: ServiceAccount, name: app, namespace: kms-throttled}]
-`), 0o600)).To(Succeed())
 		out, err := kubectl("apply", "-f", filepath.Join(repoRoot, "config", "rbac", "kms_roles.yaml"))
 		Expect(err).NotTo(HaveOccurred(), out)
-		out, err = kubectl("apply", "-f", manifest)
-		Expect(err).NotTo(HaveOccurred(), out)
-		Eventually(func() string {
-			out, _ := kubectl("get", "key", "k", "-n", "kms-throttled", "-o", "jsonpath={.status.state}")
-			return out
-		}, "20s").Should(Equal("Enabled"))
+		applyYAML(throttledManifest)
+		waitKeyEnabled("kms-throttled", "k")
 
 		// 12 calls at once against a quota of 2/s: most are throttled at
 		// first, and every one finishes by backing off.

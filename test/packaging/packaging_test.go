@@ -310,27 +310,21 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred(), out)
 
 		By("webhook configurations for the manager to inject its CA into (matching nothing)")
+		nowhere := admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: releaseNS, Name: "kubekms-webhook-service", Path: new("/none")}}
+		nothing := []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{"example.com"}, APIVersions: []string{"v1"}, Resources: []string{"nothings"}}}}
 		Expect(admin.Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: "kubekms-validating-webhook-configuration"},
 			Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-				Name: "vnothing.kms.kubekms.io", AdmissionReviewVersions: []string{"v1"},
-				SideEffects:   new(admissionregistrationv1.SideEffectClassNone),
-				FailurePolicy: new(admissionregistrationv1.Ignore),
-				ClientConfig:  admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: releaseNS, Name: "kubekms-webhook-service", Path: new("/none")}},
-				Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
-					Rule: admissionregistrationv1.Rule{APIGroups: []string{"example.com"}, APIVersions: []string{"v1"}, Resources: []string{"nothings"}}}},
+				Name: "vnothing.kms.kubekms.io", AdmissionReviewVersions: []string{"v1"}, ClientConfig: nowhere, Rules: nothing,
+				SideEffects: new(admissionregistrationv1.SideEffectClassNone), FailurePolicy: new(admissionregistrationv1.Ignore),
 			}},
 		})).To(Succeed())
-
 		Expect(admin.Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
 			ObjectMeta: metav1.ObjectMeta{Name: "kubekms-mutating-webhook-configuration"},
 			Webhooks: []admissionregistrationv1.MutatingWebhook{{
-				Name: "mnothing.kms.kubekms.io", AdmissionReviewVersions: []string{"v1"},
-				SideEffects:   new(admissionregistrationv1.SideEffectClassNone),
-				FailurePolicy: new(admissionregistrationv1.Ignore),
-				ClientConfig:  admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: releaseNS, Name: "kubekms-webhook-service", Path: new("/none")}},
-				Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
-					Rule: admissionregistrationv1.Rule{APIGroups: []string{"example.com"}, APIVersions: []string{"v1"}, Resources: []string{"nothings"}}}},
+				Name: "mnothing.kms.kubekms.io", AdmissionReviewVersions: []string{"v1"}, ClientConfig: nowhere, Rules: nothing,
+				SideEffects: new(admissionregistrationv1.SideEffectClassNone), FailurePolicy: new(admissionregistrationv1.Ignore),
 			}},
 		})).To(Succeed())
 
