@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/rotation"
@@ -78,8 +80,11 @@ type KeyReconciler struct {
 }
 
 // RBAC, each rule justified (docs/install.md has the whole list):
-// keys: watch them all, patch only to add and remove the finalizer.
+// keys: watch them all; patch to add and remove the finalizer and to close
+// a finished import request (spec.import.secretRef).
 // +kubebuilder:rbac:groups=kms.kubekms.io,resources=keys,verbs=get;list;watch;patch
+// keypolicies: a restored key gets back the policy it had when deleted.
+// +kubebuilder:rbac:groups=kms.kubekms.io,resources=keypolicies,verbs=create
 // keys/status: the controller and the data plane (lastUsed) patch status.
 // +kubebuilder:rbac:groups=kms.kubekms.io,resources=keys/status,verbs=get;patch
 // keys/finalizers: setting a finalizer needs it where OwnerReferencesPermissionEnforcement is on.
@@ -207,6 +212,7 @@ func (r *KeyReconciler) restore(ctx context.Context, key *kmsv1alpha1.Key, obs *
 		obs.blocked = &blocker{kmsv1alpha1.KeyReasonRestoreSourceNotFound,
 			fmt.Sprintf("No key with keyID %s was deleted from namespace %s within its deletion window", obs.keyID, key.Namespace)}
 		r.Recorder.Eventf(key, nil, corev1.EventTypeWarning, ReasonRestoreFailed, ActionRestore, obs.blocked.message)
+		obs.keyID = "" // a refused restore publishes no keyID
 		return nil
 	}
 	for _, v := range pending {
@@ -214,11 +220,18 @@ func (r *KeyReconciler) restore(ctx context.Context, key *kmsv1alpha1.Key, obs *
 			obs.blocked = &blocker{kmsv1alpha1.KeyReasonRestoreKeySpecMismatch,
 				fmt.Sprintf("Deleted key %s has keySpec %s, this Key asks for %s", obs.keyID, v.KeySpec, key.Spec.KeySpec)}
 			r.Recorder.Eventf(key, nil, corev1.EventTypeWarning, ReasonRestoreFailed, ActionRestore, obs.blocked.message)
+			if len(obs.versions) == 0 {
+				obs.keyID = ""
+			}
 			return nil
 		}
 	}
 	if len(pending) == 0 {
 		return nil
+	}
+	// The key comes back under the policy it had, before its material does.
+	if err := r.restorePolicy(ctx, key, access.ParseDeletedPolicy(pending[0].DeletedPolicy)); err != nil {
+		return err
 	}
 	for _, v := range pending {
 		if err := r.Store.Restore(ctx, v, key.Namespace, key.Name); err != nil {
@@ -230,6 +243,43 @@ func (r *KeyReconciler) restore(ctx context.Context, key *kmsv1alpha1.Key, obs *
 	}
 	r.Recorder.Eventf(key, nil, corev1.EventTypeNormal, ReasonRestored, ActionRestore,
 		"Restored key %s with %d versions", obs.keyID, len(obs.versions))
+	return nil
+}
+
+// restorePolicy re-creates the KeyPolicy a restored key had when it was
+// deleted, bound to the restored Key. A KeyPolicy of that name bound to this
+// Key means it is done; one bound to something else keeps its name and the
+// restored policy gets a generated one.
+func (r *KeyReconciler) restorePolicy(ctx context.Context, key *kmsv1alpha1.Key, rec access.DeletedPolicy) error {
+	if rec.Spec == nil {
+		return nil
+	}
+	existing := &kmsv1alpha1.KeyPolicyList{}
+	if err := r.List(ctx, existing, client.InNamespace(key.Namespace)); err != nil {
+		return err
+	}
+	for _, p := range existing.Items {
+		if uid, ok := access.BoundKey(p.OwnerReferences, p.Spec.KeyRef.Name); ok && uid == key.UID && p.Annotations[kmsv1alpha1.RestoredPolicyAnnotation] == key.Spec.RestoreFrom {
+			return nil
+		}
+	}
+	pol := &kmsv1alpha1.KeyPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: rec.Name,
+			Annotations:     map[string]string{kmsv1alpha1.RestoredPolicyAnnotation: key.Spec.RestoreFrom},
+			OwnerReferences: []metav1.OwnerReference{access.KeyOwnerReference(key)}},
+		Spec: *rec.Spec,
+	}
+	pol.Spec.KeyRef.Name = key.Name
+	err := r.Create(ctx, pol)
+	if apierrors.IsAlreadyExists(err) {
+		pol.Name, pol.GenerateName, pol.ResourceVersion = "", rec.Name+"-", ""
+		err = r.Create(ctx, pol)
+	}
+	if err != nil {
+		return fmt.Errorf("restore KeyPolicy %s: %w", rec.Name, err)
+	}
+	r.Recorder.Eventf(key, nil, corev1.EventTypeNormal, ReasonRestored, ActionRestore,
+		"Restored KeyPolicy %s, which governed key %s when it was deleted", pol.Name, key.Spec.RestoreFrom)
 	return nil
 }
 
@@ -320,8 +370,18 @@ func (r *KeyReconciler) reconcileDelete(ctx context.Context, key *kmsv1alpha1.Ke
 		window = durationOr(key.Spec.DeletionWindow, 720*time.Hour)
 	}
 	destroyAfter := r.Clock.Now().Add(window)
+	record := ""
+	if len(active) > 0 {
+		// The policy goes with the Key (garbage collector); a restore is
+		// checked under, and comes back under, this record of it.
+		policies := &kmsv1alpha1.KeyPolicyList{}
+		if err := r.List(ctx, policies, client.InNamespace(key.Namespace)); err != nil {
+			return err
+		}
+		record = access.RecordPolicy(access.Governing(policies.Items, key.Namespace, key.UID))
+	}
 	for _, v := range active {
-		if err := r.Store.Tombstone(ctx, v, destroyAfter); err != nil {
+		if err := r.Store.Tombstone(ctx, v, destroyAfter, record); err != nil {
 			return fmt.Errorf("schedule deletion: %w", err)
 		}
 	}

@@ -330,9 +330,23 @@ var _ = Describe("Key deletion", func() {
 		other := newNamespace(ctx)
 		thief := createKey(ctx, newKey(other, "mine", withRestoreFrom(key.Status.KeyID)))
 		expectReadyReason(ctx, thief, kmsv1alpha1.KeyReasonRestoreSourceNotFound)
+		Expect(getKey(ctx, thief)().Status.KeyID).To(BeEmpty(), "a refused restore publishes no keyID")
 		for _, s := range materialSecrets(ctx, key.Status.KeyID) {
 			Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelTombstone, "true"))
 			Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelKeyNamespace, ns))
+		}
+	})
+
+	// Issue 12, finding 5, with no admin webhook in front (this suite runs
+	// none): the controller alone never publishes another Key's keyID.
+	It("publishes no keyID for a restoreFrom naming a live key of another namespace", func(ctx SpecContext) {
+		victim := waitReady(ctx, createKey(ctx, newKey(ns, "victim")), 1)
+		other := newNamespace(ctx)
+		thief := createKey(ctx, newKey(other, "hijack", withRestoreFrom(victim.Status.KeyID)))
+		expectReadyReason(ctx, thief, kmsv1alpha1.KeyReasonRestoreSourceNotFound)
+		Consistently(func() string { return getKey(ctx, thief)().Status.KeyID }, "2s", "200ms").Should(BeEmpty())
+		for _, s := range materialSecrets(ctx, victim.Status.KeyID) {
+			Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelKeyNamespace, ns), "the victim's material stays the victim's")
 		}
 	})
 

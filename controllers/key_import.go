@@ -3,7 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,13 +36,20 @@ const (
 // condition and an Event, and looked at again on the next poll.
 func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Key, obs *observed) error {
 	now := r.Clock.Now()
+	if answered := answeredImport(key, obs.versions); answered != nil {
+		// This import request is done (maybe by a run that crashed before
+		// closing it): close it, so a Secret that appears later under the
+		// same name does nothing.
+		if err := r.closeImport(ctx, key, obs.keyID, *answered); err != nil {
+			return err
+		}
+	}
 	params, err := r.ensureImportParameters(ctx, obs.keyID, now)
 	if err != nil {
 		return err
 	}
 	obs.importParams = &kmsv1alpha1.KeyImportParameters{
 		WrappingPublicKey: crypto.PublicKeyPEM(params.PublicKey),
-		ImportToken:       params.Token,
 		ExpiresAt:         metav1.NewTime(params.ExpiresAt),
 	}
 	obs.wakeAt(params.ExpiresAt)
@@ -79,10 +86,7 @@ func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Ke
 	}
 	obs.importSecret = secret
 
-	stamp := importStampPrefix + string(secret.UID)
-	if slices.ContainsFunc(obs.versions, func(v keystore.Version) bool { return v.RotateRequest == stamp }) {
-		return r.deleteImportSecret(ctx, secret)
-	}
+	stamp := importStamp(string(secret.UID), key.Generation)
 	material, public, err := r.unwrapImportSecret(ctx, key, obs.keyID, params, secret, now)
 	defer clear(material)
 	if err != nil {
@@ -106,7 +110,73 @@ func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Ke
 	if obs.versions, err = r.Store.ActiveByKeyName(ctx, key.Namespace, key.Name); err != nil {
 		return err
 	}
-	return r.deleteImportSecret(ctx, secret)
+	obs.importSecret = nil
+	if err := r.closeImport(ctx, key, obs.keyID, keystore.Version{RotateRequest: stamp, CreatedAt: now}); err != nil {
+		return err
+	}
+	// New parameters for the next import: a token is good for one.
+	if params, err = r.ensureImportParameters(ctx, obs.keyID, now); err != nil {
+		return err
+	}
+	obs.importParams.WrappingPublicKey, obs.importParams.ExpiresAt = crypto.PublicKeyPEM(params.PublicKey), metav1.NewTime(params.ExpiresAt)
+	obs.importProblem = nil
+	return nil
+}
+
+// importStamp marks the version made from one import request: the Secret
+// (UID) named at one generation of the Key. A request is answered once; a
+// new one needs a change of the Key, which the admin webhook checks as
+// ImportKeyMaterial.
+func importStamp(secretUID string, generation int64) string {
+	return fmt.Sprintf("%s%s@%d", importStampPrefix, secretUID, generation)
+}
+
+// answeredImport is the version that answered the Key's current import
+// request, if there is a request and it was answered.
+func answeredImport(key *kmsv1alpha1.Key, versions []keystore.Version) *keystore.Version {
+	if key.Spec.Import == nil || key.Spec.Import.SecretRef == nil {
+		return nil
+	}
+	suffix := fmt.Sprintf("@%d", key.Generation)
+	for i := range versions {
+		if v := versions[i].RotateRequest; strings.HasPrefix(v, importStampPrefix) && strings.HasSuffix(v, suffix) {
+			return &versions[i]
+		}
+	}
+	return nil
+}
+
+// closeImport finishes an answered import request: it deletes the user's
+// wrapped copy (only the Secret that was imported), retires the import
+// parameters it used (the token is single-use) and clears
+// spec.import.secretRef.
+func (r *KeyReconciler) closeImport(ctx context.Context, key *kmsv1alpha1.Key, keyID string, answered keystore.Version) error {
+	secretUID, _, _ := strings.Cut(strings.TrimPrefix(answered.RotateRequest, importStampPrefix), "@")
+	secret := &corev1.Secret{}
+	switch err := r.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.Import.SecretRef.Name}, secret); {
+	case err == nil && string(secret.UID) == secretUID:
+		if err := r.deleteImportSecret(ctx, secret); err != nil {
+			return err
+		}
+	case err != nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err):
+		return fmt.Errorf("read import Secret: %w", err)
+	}
+	if p, err := r.Store.ImportParameters(ctx, keyID); err != nil {
+		return err
+	} else if p != nil && !p.ExpiresAt.Add(-ImportParametersTTL).After(answered.CreatedAt) {
+		if err := r.Store.DeleteImportParameters(ctx, p); err != nil {
+			return err
+		}
+	}
+	orig := key.DeepCopy()
+	key.Spec.Import.SecretRef = nil
+	if *key.Spec.Import == (kmsv1alpha1.KeyImport{}) {
+		key.Spec.Import = nil
+	}
+	if err := r.Patch(ctx, key, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("close import request: %w", err)
+	}
+	return nil
 }
 
 // unwrapImportSecret checks the token, unwraps the material with the

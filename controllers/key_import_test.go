@@ -59,6 +59,22 @@ var _ = Describe("Key import (origin: External)", func() {
 		return wrapped
 	}
 
+	// token is the key's current import token, as GetParametersForImport
+	// hands it out (it is not in the Key's status).
+	token := func(ctx context.Context, k *kmsv1alpha1.Key) string {
+		GinkgoHelper()
+		p, err := store.ImportParameters(ctx, getKey(ctx, k)().Status.KeyID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(p).NotTo(BeNil())
+		return p.Token
+	}
+	requestClosed := func(ctx context.Context, k *kmsv1alpha1.Key) func() bool {
+		return func() bool {
+			i := getKey(ctx, k)().Spec.Import
+			return i == nil || i.SecretRef == nil
+		}
+	}
+
 	putImportSecret := func(ctx context.Context, name string, wrapped []byte, token string) *corev1.Secret {
 		s := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -101,16 +117,19 @@ var _ = Describe("Key import (origin: External)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(pub.(*rsa.PublicKey).N.BitLen()).To(Equal(4096))
 		Expect(params.ExpiresAt.Time).To(BeTemporally("~", fakeClock.Now().Add(24*time.Hour), time.Minute))
-		Expect(params.ImportToken).To(HavePrefix("kubekms-import-v1."))
+		firstToken := token(ctx, key)
+		Expect(firstToken).To(HavePrefix("kubekms-import-v1."))
 		expectReadyReason(ctx, key, kmsv1alpha1.KeyReasonPendingImport)
 		Expect(key.Status.CurrentVersion).To(BeZero())
 
 		material := make([]byte, 32)
 		_, _ = rand.Read(material)
-		putImportSecret(ctx, "wrapped", wrapOAEP(params, material), params.ImportToken)
+		putImportSecret(ctx, "wrapped", wrapOAEP(params, material), firstToken)
 		setImport(ctx, key, pointAt("wrapped"))
 
 		key = waitReady(ctx, key, 1)
+		Eventually(requestClosed(ctx, key)).Should(BeTrue(), "the import request is answered once and closed")
+		Eventually(func() string { return token(ctx, key) }).ShouldNot(Equal(firstToken), "a token is good for one import")
 		Expect(key.Status.State).To(Equal(kmsv1alpha1.KeyStateEnabled))
 		Expect(meta.IsStatusConditionTrue(key.Status.Conditions, kmsv1alpha1.KeyConditionImported)).To(BeTrue())
 		Eventually(secretGone(ctx, "wrapped")).Should(BeTrue(), "the wrapped copy is deleted")
@@ -137,9 +156,14 @@ var _ = Describe("Key import (origin: External)", func() {
 			Expect(note).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString(material)))
 		}
 
-		// Importing again (same Secret name, new material) adds version 2.
+		// A Secret that merely appears under the old name does nothing.
+		key = getKey(ctx, key)()
 		second := bytes.Repeat([]byte{0x5a}, 32)
-		putImportSecret(ctx, "wrapped", wrapOAEP(key.Status.ImportParameters, second), key.Status.ImportParameters.ImportToken)
+		putImportSecret(ctx, "wrapped", wrapOAEP(key.Status.ImportParameters, second), token(ctx, key))
+		Consistently(func() int32 { return getKey(ctx, key)().Status.CurrentVersion }, "3s", "300ms").Should(Equal(int32(1)))
+
+		// A new import request (setting secretRef again) adds version 2.
+		setImport(ctx, key, pointAt("wrapped"))
 		key = waitReady(ctx, key, 2)
 		Eventually(secretGone(ctx, "wrapped")).Should(BeTrue())
 		got, err = store.Load(ctx, key.Status.KeyID, 2, "SYMMETRIC_DEFAULT")
@@ -167,7 +191,7 @@ var _ = Describe("Key import (origin: External)", func() {
 		_, _ = rand.Read(aesKey)
 		wrappedMaterial, err := crypto.WrapKWP(aesKey, pkcs8)
 		Expect(err).NotTo(HaveOccurred())
-		putImportSecret(ctx, "wrapped", append(wrapOAEP(key.Status.ImportParameters, aesKey), wrappedMaterial...), key.Status.ImportParameters.ImportToken)
+		putImportSecret(ctx, "wrapped", append(wrapOAEP(key.Status.ImportParameters, aesKey), wrappedMaterial...), token(ctx, key))
 		setImport(ctx, key, func(i *kmsv1alpha1.KeyImport) {
 			pointAt("wrapped")(i)
 			i.WrappingAlgorithm = kmsv1alpha1.WrappingRSAAESKeyWrapSHA256
@@ -182,6 +206,7 @@ var _ = Describe("Key import (origin: External)", func() {
 	It("refuses a wrong wrapping key, material of the wrong length and an expired token, naming the problem and keeping the Secret", func(ctx SpecContext) {
 		key := pendingImport(ctx, createKey(ctx, external("picky")))
 		params := key.Status.ImportParameters
+		picky := token(ctx, key)
 		expectFailure := func(want string) {
 			Eventually(func(g Gomega) {
 				c := importCondition(ctx, key)()
@@ -206,10 +231,10 @@ var _ = Describe("Key import (origin: External)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		wrongWrap, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, &otherKey.(*rsa.PrivateKey).PublicKey, make([]byte, 32), nil)
 		Expect(err).NotTo(HaveOccurred())
-		putImportSecret(ctx, "wrapped", wrongWrap, params.ImportToken)
+		putImportSecret(ctx, "wrapped", wrongWrap, picky)
 		expectFailure("wrapped material does not unwrap: wrong wrapping key")
 
-		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 16)), params.ImportToken)
+		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 16)), picky)
 		expectFailure("SYMMETRIC_DEFAULT material must be 32 bytes (AES-256), got 16")
 
 		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 32)), "kubekms-import-v1.bm90IGEgdG9rZW4")
@@ -217,10 +242,10 @@ var _ = Describe("Key import (origin: External)", func() {
 
 		// A day later the token has expired and new parameters are published.
 		fakeClock.Step(25 * time.Hour)
-		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 32)), params.ImportToken)
+		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 32)), picky)
 		expectFailure("importToken expired at " + params.ExpiresAt.UTC().Format(time.RFC3339))
 		renewed := getKey(ctx, key)().Status.ImportParameters
-		Expect(renewed.ImportToken).NotTo(Equal(params.ImportToken))
+		Expect(token(ctx, key)).NotTo(Equal(picky))
 		Expect(renewed.ExpiresAt.Time).To(BeTemporally(">", params.ExpiresAt.Time))
 		Expect(materialSecrets(ctx, key.Status.KeyID)).To(HaveLen(1), "only the wrapping key, no material")
 	})
@@ -228,26 +253,29 @@ var _ = Describe("Key import (origin: External)", func() {
 	It("imports once even when the wrapped copy outlives a crash, and makes the key unusable at validTo", func(ctx SpecContext) {
 		key := pendingImport(ctx, createKey(ctx, external("expiring")))
 		params := key.Status.ImportParameters
-		wrapped := wrapOAEP(params, make([]byte, 32))
-		putImportSecret(ctx, "wrapped", wrapped, params.ImportToken)
+
+		By("a crash between making the version and closing the request")
+		stopMgr()
+		material := make([]byte, 32)
+		_, _ = rand.Read(material)
+		secret := putImportSecret(ctx, "wrapped", wrapOAEP(params, material), token(ctx, key))
 		validTo := metav1.NewTime(fakeClock.Now().Add(2 * time.Hour).Truncate(time.Second))
 		setImport(ctx, key, func(i *kmsv1alpha1.KeyImport) {
 			pointAt("wrapped")(i)
 			i.ValidTo = &validTo
 		})
+		key = getKey(ctx, key)()
+		owner := keystore.Owner{Namespace: ns, Name: "expiring", KeyID: key.Status.KeyID, KeySpec: "SYMMETRIC_DEFAULT"}
+		created, err := store.Create(ctx, owner, 1, material, nil, fakeClock.Now(), importStamp(string(secret.UID), key.Generation))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(created).To(BeTrue())
+		_, err = directReconciler().Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(key)})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(countMaterial(ctx, key.Status.KeyID)()).To(Equal(2), "version 1 and the wrapping key: nothing imported twice")
+		Expect(secretGone(ctx, "wrapped")()).To(BeTrue(), "the imported Secret is deleted")
+		Expect(requestClosed(ctx, key)()).To(BeTrue(), "the request is closed")
+		stopMgr = startManager()
 		key = waitReady(ctx, key, 1)
-
-		// The Secret reappears with the same UID's stamp only after a crash;
-		// a reconcile that finds the stamp deletes it without a new version.
-		Eventually(secretGone(ctx, "wrapped")).Should(BeTrue())
-		stamped, err := store.ActiveByKeyName(ctx, ns, "expiring")
-		Expect(err).NotTo(HaveOccurred())
-		Expect(stamped).To(HaveLen(1))
-		Expect(stamped[0].RotateRequest).To(HavePrefix(importStampPrefix))
-		r := directReconciler()
-		_, err = r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(key)})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(countMaterial(ctx, key.Status.KeyID)()).To(Equal(2), "version 1 and the wrapping key")
 
 		fakeClock.Step(3 * time.Hour)
 		annotate(ctx, key, "test.kubekms.io/poke", "1")

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/access"
 )
 
 // KeyGrantReconciler keeps each KeyGrant's state: Active, Expired at
@@ -49,15 +50,22 @@ func (r *KeyGrantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	now := r.Clock.Now()
 	state, reason, msg := kmsv1alpha1.KeyGrantActive, kmsv1alpha1.KeyGrantReasonActive, "Grant is active"
 	uid := g.Status.GranteeUID
+	if g.Status.ObservedGeneration != g.Generation {
+		// A changed grant (an admin act: CreateGrant) binds to the
+		// grantee that exists now.
+		uid = ""
+	}
 	result := ctrl.Result{}
 
-	err := r.Get(ctx, types.NamespacedName{Namespace: g.Namespace, Name: g.Spec.KeyRef.Name}, &kmsv1alpha1.Key{})
+	key := &kmsv1alpha1.Key{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: g.Namespace, Name: g.Spec.KeyRef.Name}, key)
+	keyUID, bound := access.BoundKey(g.OwnerReferences, g.Spec.KeyRef.Name)
 	switch {
-	case apierrors.IsNotFound(err):
-		state, reason, msg = kmsv1alpha1.KeyGrantInvalid, kmsv1alpha1.KeyGrantReasonKeyNotFound,
-			fmt.Sprintf("Key %s does not exist in namespace %s", g.Spec.KeyRef.Name, g.Namespace)
-	case err != nil:
+	case err != nil && !apierrors.IsNotFound(err):
 		return ctrl.Result{}, err
+	case apierrors.IsNotFound(err) || !bound || key.UID != keyUID:
+		state, reason, msg = kmsv1alpha1.KeyGrantInvalid, kmsv1alpha1.KeyGrantReasonKeyNotFound,
+			fmt.Sprintf("The Key %s this grant was created for no longer exists in namespace %s; a grant never applies to a later Key of the same name", g.Spec.KeyRef.Name, g.Namespace)
 	case g.Spec.ExpiresAt != nil && !now.Before(g.Spec.ExpiresAt.Time):
 		state, reason, msg = kmsv1alpha1.KeyGrantExpired, kmsv1alpha1.KeyGrantReasonExpired,
 			fmt.Sprintf("Grant expired at %s", g.Spec.ExpiresAt.UTC().Format(time.RFC3339))

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,10 +16,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/access"
 )
 
-// KeyPolicyReconciler decides which KeyPolicy governs each Key: it must
-// name an existing Key, and of several for one Key the oldest wins.
+// KeyPolicyReconciler reports which KeyPolicy governs each Key, as the
+// access index decides it (access.Governing): the oldest policy bound to
+// the Key (by its UID) wins.
 type KeyPolicyReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
@@ -38,19 +39,23 @@ func (r *KeyPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	cond := metav1.Condition{Type: kmsv1alpha1.KeyPolicyConditionAccepted, Status: metav1.ConditionTrue,
 		Reason: kmsv1alpha1.KeyPolicyReasonAccepted, Message: fmt.Sprintf("Governs key %s", pol.Spec.KeyRef.Name), ObservedGeneration: pol.Generation}
-	err := r.Get(ctx, types.NamespacedName{Namespace: pol.Namespace, Name: pol.Spec.KeyRef.Name}, &kmsv1alpha1.Key{})
+	key := &kmsv1alpha1.Key{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: pol.Namespace, Name: pol.Spec.KeyRef.Name}, key)
+	uid, bound := access.BoundKey(pol.OwnerReferences, pol.Spec.KeyRef.Name)
 	switch {
-	case apierrors.IsNotFound(err):
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, kmsv1alpha1.KeyPolicyReasonKeyNotFound,
-			fmt.Sprintf("Key %s does not exist in namespace %s", pol.Spec.KeyRef.Name, pol.Namespace)
-	case err != nil:
+	case err != nil && !apierrors.IsNotFound(err):
 		return ctrl.Result{}, err
+	case apierrors.IsNotFound(err) || !bound || key.UID != uid:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, kmsv1alpha1.KeyPolicyReasonKeyNotFound,
+			fmt.Sprintf("The Key %s this policy was created for no longer exists in namespace %s; a policy never governs a later Key of the same name", pol.Spec.KeyRef.Name, pol.Namespace)
 	default:
-		if winner, err := r.governing(ctx, pol.Namespace, pol.Spec.KeyRef.Name); err != nil {
+		list := &kmsv1alpha1.KeyPolicyList{}
+		if err := r.List(ctx, list, client.InNamespace(pol.Namespace)); err != nil {
 			return ctrl.Result{}, err
-		} else if winner != pol.Name {
+		}
+		if winner := access.Governing(list.Items, pol.Namespace, key.UID); winner != nil && winner.Name != pol.Name {
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, kmsv1alpha1.KeyPolicyReasonDuplicate,
-				fmt.Sprintf("KeyPolicy %s already governs key %s; a key has at most one policy", winner, pol.Spec.KeyRef.Name)
+				fmt.Sprintf("KeyPolicy %s already governs key %s; a key has at most one policy", winner.Name, pol.Spec.KeyRef.Name)
 		}
 	}
 	before := meta.FindStatusCondition(pol.Status.Conditions, kmsv1alpha1.KeyPolicyConditionAccepted)
@@ -65,37 +70,6 @@ func (r *KeyPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	meta.SetStatusCondition(&pol.Status.Conditions, cond)
 	pol.Status.ObservedGeneration = pol.Generation
 	return ctrl.Result{}, r.Status().Patch(ctx, pol, client.MergeFrom(orig))
-}
-
-// governing is the oldest KeyPolicy naming the key (ties: by name).
-func (r *KeyPolicyReconciler) governing(ctx context.Context, namespace, key string) (string, error) {
-	list := &kmsv1alpha1.KeyPolicyList{}
-	if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
-		return "", err
-	}
-	items := slices.DeleteFunc(list.Items, func(p kmsv1alpha1.KeyPolicy) bool {
-		return p.Spec.KeyRef.Name != key || !p.DeletionTimestamp.IsZero()
-	})
-	if len(items) == 0 {
-		return "", nil
-	}
-	oldest := slices.MinFunc(items, func(a, b kmsv1alpha1.KeyPolicy) int {
-		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return compareStrings(a.Name, b.Name)
-	})
-	return oldest.Name, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // SetupWithManager re-evaluates a namespace's policies when a Key or

@@ -65,7 +65,7 @@ type EncryptionContextConditions struct {
 }
 
 // PolicyStatement is one rule of a KeyPolicy.
-// +kubebuilder:validation:XValidation:rule="self.actions.all(a, a == '*' || a.endsWith('*') || a in ['Encrypt', 'Decrypt', 'ReEncryptFrom', 'ReEncryptTo', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'Sign', 'Verify', 'GetPublicKey', 'GenerateMac', 'VerifyMac', 'DescribeKey', 'GenerateRandom', 'ExplainAccess', 'Administer', 'Rotate', 'Disable', 'ScheduleDeletion', 'PutPolicy', 'CreateGrant'])",message="actions must be operation names (Encrypt, Decrypt, ...), admin actions (Administer, Rotate, Disable, ScheduleDeletion, PutPolicy, CreateGrant), '*' or a prefix ending in '*'"
+// +kubebuilder:validation:XValidation:rule="self.actions.all(a, a == '*' || a.endsWith('*') || a in ['Encrypt', 'Decrypt', 'ReEncryptFrom', 'ReEncryptTo', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'GenerateDataKeyPair', 'GenerateDataKeyPairWithoutPlaintext', 'Sign', 'Verify', 'GetPublicKey', 'GenerateMac', 'VerifyMac', 'DescribeKey', 'GenerateRandom', 'ExplainAccess', 'GetParametersForImport', 'Administer', 'Rotate', 'Disable', 'ScheduleDeletion', 'CancelKeyDeletion', 'ImportKeyMaterial', 'PutPolicy', 'CreateGrant'])",message="actions must be operation names (Encrypt, Decrypt, ...), admin actions (Administer, Rotate, Disable, ScheduleDeletion, CancelKeyDeletion, ImportKeyMaterial, GetParametersForImport, PutPolicy, CreateGrant), '*' or a prefix ending in '*'"
 type PolicyStatement struct {
 	// sid names the statement in explanations and audit. At most 128 of
 	// letters, digits, - and _.
@@ -80,8 +80,9 @@ type PolicyStatement struct {
 	// +required
 	Principals PolicyPrincipals `json:"principals"`
 	// actions: data-plane operations (Encrypt, Decrypt, ...), admin actions
-	// (Administer, Rotate, Disable, ScheduleDeletion, PutPolicy,
-	// CreateGrant), "*", or a prefix ending in "*". 1 to 32.
+	// (Administer, Rotate, Disable, ScheduleDeletion, CancelKeyDeletion,
+	// ImportKeyMaterial, GetParametersForImport, PutPolicy, CreateGrant),
+	// "*", or a prefix ending in "*". 1 to 32.
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=32
@@ -95,9 +96,12 @@ type PolicyStatement struct {
 
 // KeyPolicySpec replaces the default policy of one Key.
 type KeyPolicySpec struct {
-	// keyRef names the Key in this namespace. At most one KeyPolicy per Key
-	// is accepted: the oldest.
+	// keyRef names the Key in this namespace; the Key must exist. At most
+	// one KeyPolicy per Key is accepted: the oldest. Immutable: the policy is
+	// bound to the Key it was created for (its UID, in an ownerReference set
+	// at admission) and is deleted with it.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="keyRef is immutable: a policy stays with the key it was created for; create a new KeyPolicy instead"
 	KeyRef KeyReference `json:"keyRef"`
 	// statements: 1 to 32.
 	// +required
@@ -169,9 +173,12 @@ type GrantPrincipal struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	// +kubebuilder:validation:MaxLength=317
 	ServiceAccount string `json:"serviceAccount,omitempty"`
-	// user by username.
+	// user by username; not a ServiceAccount's username
+	// (system:serviceaccount:...): name those with serviceAccount, so the
+	// grant binds to the account's UID.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('system:serviceaccount:')",message="user must not be a ServiceAccount username: use serviceAccount: namespace/name, which binds the grant to the account's UID"
 	User string `json:"user,omitempty"`
 	// group by name.
 	// +optional
@@ -182,8 +189,11 @@ type GrantPrincipal struct {
 // KeyGrantSpec delegates operations on one key to one grantee.
 type KeyGrantSpec struct {
 	// keyRef names the Key in this namespace: a grant lives in its key's
-	// namespace.
+	// namespace, and the Key must exist. Immutable: the grant is bound to
+	// the Key it was created for (its UID, in an ownerReference set at
+	// admission) and is deleted with it.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="keyRef is immutable: a grant stays with the key it was created for; create a new KeyGrant instead"
 	KeyRef KeyReference `json:"keyRef"`
 	// grantee gets the operations; another namespace's ServiceAccount is how
 	// another tenant gets access.

@@ -125,6 +125,9 @@ const (
 	RotateAnnotation = "kms.kubekms.io/rotate"
 	// KeyFinalizer keeps a Key until its material is moved to a tombstone.
 	KeyFinalizer = "kms.kubekms.io/retain-material"
+	// RestoredPolicyAnnotation marks a KeyPolicy the manager re-created for a
+	// restored key; its value is the keyID restored.
+	RestoredPolicyAnnotation = "kms.kubekms.io/restored-for"
 )
 
 // KeyRotation configures scheduled rotation.
@@ -160,7 +163,8 @@ const (
 const (
 	// ImportSecretWrappedMaterial holds the wrapped key material.
 	ImportSecretWrappedMaterial = "wrappedKeyMaterial"
-	// ImportSecretToken holds status.importParameters.importToken.
+	// ImportSecretToken holds the import token GetParametersForImport
+	// returns (the data plane, or kubectl kms get-parameters-for-import).
 	ImportSecretToken = "importToken"
 )
 
@@ -176,8 +180,8 @@ type LocalSecretReference struct {
 // KeyImport says where imported material comes from (origin: External).
 type KeyImport struct {
 	// secretRef names a Secret in the Key's namespace whose data holds
-	// wrappedKeyMaterial (the material wrapped with
-	// status.importParameters.wrappingPublicKey) and importToken. The
+	// wrappedKeyMaterial (the material wrapped with the wrapping public key)
+	// and importToken, both from the data plane's GetParametersForImport. The
 	// controller imports it as a new version and deletes the Secret. Create
 	// the Secret again (with parameters that have not expired) to import
 	// another version. The manager needs get and delete on it: bind the
@@ -279,19 +283,17 @@ type KeyVersion struct {
 	CreatedAt metav1.Time `json:"createdAt"`
 }
 
-// KeyImportParameters are the wrapping key and token for one import, as AWS
-// KMS's GetParametersForImport returns them.
+// KeyImportParameters are the public half of a key's current import
+// parameters. The import token is not here: whoever may read the Key (the
+// built-in view role) must not get it. It comes from the data plane's
+// GetParametersForImport, authorized under the key's policy.
 type KeyImportParameters struct {
 	// wrappingPublicKey is the PEM RSA 4096 public key to wrap material with.
 	// +required
 	// +kubebuilder:validation:MaxLength=4096
 	WrappingPublicKey string `json:"wrappingPublicKey"`
-	// importToken goes into the import Secret next to the wrapped material.
-	// +required
-	// +kubebuilder:validation:MaxLength=256
-	ImportToken string `json:"importToken"`
 	// expiresAt is when the token and wrapping key stop being accepted; new
-	// ones are published then.
+	// ones are made then.
 	// +required
 	ExpiresAt metav1.Time `json:"expiresAt"`
 }
@@ -355,8 +357,9 @@ type KeyStatus struct {
 	// +kubebuilder:validation:MaxLength=4096
 	PublicKey string `json:"publicKey,omitempty"`
 
-	// importParameters is what an External key's material must be wrapped
-	// with, renewed when it expires.
+	// importParameters is the public key an External key's material must be
+	// wrapped with and when it expires (it is renewed then). The import
+	// token is not published here: get it with GetParametersForImport.
 	// +optional
 	ImportParameters *KeyImportParameters `json:"importParameters,omitempty"`
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -20,25 +21,30 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/kmsclient"
 )
 
-// importCmd wraps material with the key's published wrapping key, puts it
-// in a Secret and points the Key at it, as docs/keys.md describes doing by
-// hand with openssl.
+// importCmd gets the key's import parameters from the data plane
+// (GetParametersForImport), wraps material with the wrapping key, puts it in
+// a Secret with the import token and points the Key at it, as docs/keys.md
+// describes doing by hand with openssl.
 func importCmd(conn *connection, s io3) *cobra.Command {
 	var file string
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "import-key-material KEY -f MATERIAL",
 		Short: "Import your own key material into an External key (wraps it locally; the plaintext never leaves this machine)",
-		Long: `Wraps MATERIAL with the RSA 4096 public key in the Key's status.importParameters,
-stores it with the import token in a new Secret next to the Key, and points
-spec.import.secretRef at it. MATERIAL is 32 bytes for SYMMETRIC_DEFAULT, the
-key size for HMAC_*, and a PKCS#8 DER private key for RSA_* and ECC_*.
-Symmetric and HMAC material use RSAES_OAEP_SHA_256, private keys
-RSA_AES_KEY_WRAP_SHA_256.`,
+		Long: `Gets the key's import parameters from the data plane (GetParametersForImport:
+you need that action under the key's policy, or RBAC verb
+getparametersforimport on the key), wraps MATERIAL with the RSA 4096 wrapping
+public key, stores it with the import token in a new Secret next to the Key,
+and points spec.import.secretRef at it. MATERIAL is 32 bytes for
+SYMMETRIC_DEFAULT, the key size for HMAC_*, and a PKCS#8 DER private key for
+RSA_* and ECC_*. Symmetric and HMAC material use RSAES_OAEP_SHA_256, private
+keys RSA_AES_KEY_WRAP_SHA_256.`,
 		Example: `  openssl rand 32 > material.bin && kubectl kms import-key-material byok -f material.bin`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -59,15 +65,23 @@ RSA_AES_KEY_WRAP_SHA_256.`,
 			if key.Spec.Origin != kmsv1alpha1.KeyOriginExternal {
 				return fmt.Errorf("key %s/%s has origin %s: only origin External keys take imported material", ns, name, key.Spec.Origin)
 			}
-			params := key.Status.ImportParameters
-			if params == nil || !time.Now().Before(params.ExpiresAt.Time) {
-				return fmt.Errorf("key %s/%s has no current import parameters in status yet; try again in a few seconds", ns, name)
-			}
 			alg := kmsv1alpha1.WrappingRSAESOAEPSHA256
 			if _, ok := crypto.Asymmetric(string(key.Spec.KeySpec)); ok {
 				alg = kmsv1alpha1.WrappingRSAAESKeyWrapSHA256
 			}
-			wrapped, err := wrapMaterial(params.WrappingPublicKey, alg, material)
+			var params *kmsv1.GetParametersForImportResponse
+			if err := conn.run(cmd, func(ctx context.Context, kms *kmsclient.Client) error {
+				params, err = kms.GetParametersForImport(ctx, &kmsv1.GetParametersForImportRequest{
+					KeyId: ns + "/" + name, WrappingAlgorithm: alg, WrappingKeySpec: wrappingKeySpec})
+				return err
+			}); err != nil {
+				return err
+			}
+			if !time.Now().Before(params.ParametersValidTo.AsTime()) {
+				return fmt.Errorf("the import parameters of key %s/%s expired at %s; try again in a few seconds",
+					ns, name, params.ParametersValidTo.AsTime().Format(time.RFC3339))
+			}
+			wrapped, err := wrapMaterial(params.PublicKey, alg, material)
 			if err != nil {
 				return err
 			}
@@ -75,7 +89,7 @@ RSA_AES_KEY_WRAP_SHA_256.`,
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: name + "-import-"},
 				Data: map[string][]byte{
 					kmsv1alpha1.ImportSecretWrappedMaterial: wrapped,
-					kmsv1alpha1.ImportSecretToken:           []byte(params.ImportToken),
+					kmsv1alpha1.ImportSecretToken:           params.ImportToken,
 				},
 			}
 			if err := c.Create(ctx, secret); err != nil {
@@ -99,15 +113,61 @@ RSA_AES_KEY_WRAP_SHA_256.`,
 	return cmd
 }
 
-// wrapMaterial wraps material for the PEM RSA wrapping key by alg.
-func wrapMaterial(wrappingPEM, alg string, material []byte) ([]byte, error) {
-	block, _ := pem.Decode([]byte(wrappingPEM))
-	if block == nil {
-		return nil, errors.New("status.importParameters.wrappingPublicKey is not PEM")
+// wrappingKeySpec is the only wrapping key spec kubekms makes.
+const wrappingKeySpec = "RSA_4096"
+
+// getParametersForImportCmd prints a key's import parameters, for wrapping
+// material by hand with openssl (docs/keys.md).
+func getParametersForImportCmd(conn *connection, s io3) *cobra.Command {
+	var output, alg string
+	cmd := &cobra.Command{
+		Use:   "get-parameters-for-import KEY [-o text|json]",
+		Short: "Print an External key's wrapping public key (PEM), import token (base64) and expiry",
+		Long: `Gets the key's current import parameters from the data plane
+(GetParametersForImport: you need that action under the key's policy, or RBAC
+verb getparametersforimport on the key). The import token is base64 here;
+decode it into the import Secret's importToken. The parameters stay the same
+until they expire; then the manager makes new ones.`,
+		Example: `  kubectl kms get-parameters-for-import byok -o json > params.json
+  jq -r .publicKeyPem params.json > wrapping.pem
+  jq -r .importToken params.json | base64 -d > token.bin`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output must be text or json, got %q", output)
+			}
+			return conn.run(cmd, func(ctx context.Context, kms *kmsclient.Client) error {
+				r, err := kms.GetParametersForImport(ctx, &kmsv1.GetParametersForImportRequest{
+					KeyId: args[0], WrappingAlgorithm: alg, WrappingKeySpec: wrappingKeySpec})
+				if err != nil {
+					return err
+				}
+				pubPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: r.PublicKey}))
+				token := base64.StdEncoding.EncodeToString(r.ImportToken)
+				validTo := r.ParametersValidTo.AsTime().UTC().Format(time.RFC3339)
+				if output == "json" {
+					return writeJSON(s.out, map[string]any{
+						"keyId": r.KeyId, "importToken": token, "publicKey": base64.StdEncoding.EncodeToString(r.PublicKey),
+						"publicKeyPem": pubPEM, "wrappingKeySpec": wrappingKeySpec, "parametersValidTo": validTo,
+					})
+				}
+				_, err = fmt.Fprintf(s.out, "Key ID:              %s\nParameters valid to: %s\nImport token:        %s\nWrapping public key: %s\n%s",
+					r.KeyId, validTo, token, wrappingKeySpec, pubPEM)
+				return err
+			})
+		},
 	}
-	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json.")
+	cmd.Flags().StringVar(&alg, "wrapping-algorithm", "", "Optional check: RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256 (set the same in the Key's spec.import.wrappingAlgorithm).")
+	return cmd
+}
+
+// wrapMaterial wraps material for the RSA wrapping key (SubjectPublicKeyInfo
+// DER) by alg.
+func wrapMaterial(wrappingKey []byte, alg string, material []byte) ([]byte, error) {
+	k, err := x509.ParsePKIXPublicKey(wrappingKey)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the wrapping public key: %w", err)
 	}
 	pub, ok := k.(*rsa.PublicKey)
 	if !ok {

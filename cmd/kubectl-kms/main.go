@@ -80,7 +80,7 @@ func newRoot() *cobra.Command {
 		describeCmd(conn, streams), rotateCmd(conn, streams), canICmd(conn, streams),
 		generateMacCmd(conn, streams), verifyMacCmd(conn, streams),
 		getPublicKeyCmd(conn, streams), signCmd(conn, streams), verifyCmd(conn, streams),
-		importCmd(conn, streams),
+		importCmd(conn, streams), getParametersForImportCmd(conn, streams),
 	)
 	return root
 }
@@ -474,7 +474,7 @@ func canICmd(conn *connection, s io3) *cobra.Command {
 func canonicalAction(a string) string {
 	known := []string{"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
 		"GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GetPublicKey", "GenerateMac", "VerifyMac",
-		"DescribeKey", "Administer", "Rotate", "Disable", "ScheduleDeletion", "PutPolicy", "CreateGrant"}
+		"DescribeKey", "GetParametersForImport", "Administer", "Rotate", "Disable", "ScheduleDeletion", "PutPolicy", "CreateGrant"}
 	flat := strings.ReplaceAll(a, "-", "")
 	for _, k := range known {
 		if strings.EqualFold(k, flat) {

@@ -5,14 +5,17 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -180,7 +183,10 @@ func run(ctx context.Context, opts options) error {
 
 	sealer, err := seal.LoadOrCreateLocal(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.namespace, rand.Reader)
 	if err != nil {
-		return fmt.Errorf("root of trust: %w (does namespace %q exist?)", err, opts.namespace)
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("root of trust: %w (does namespace %q exist?)", err, opts.namespace)
+		}
+		return fmt.Errorf("root of trust: %w", err)
 	}
 	log.Info("Loaded root of trust", "provider", sealer.Provider(), "rootKeyVersion", sealer.CurrentVersion())
 
@@ -211,7 +217,17 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
-	adminwebhook.Setup(mgr, index, authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authz.Options{}))
+	self, err := adminwebhook.WhoAmI(ctx, cs)
+	if err != nil {
+		return err
+	}
+	adminwebhook.Setup(mgr, &adminwebhook.Validator{
+		Access:     index,
+		Authorizer: authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authz.Options{}),
+		Tombstones: store.ByKeyID,
+		Self:       self,
+		Synced:     index.Synced,
+	})
 	agentResources, err := resourceRequirements(opts.agentResources)
 	if err != nil {
 		return err
@@ -255,7 +271,17 @@ func run(ctx context.Context, opts options) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	// Ready once the webhook serves and every key, policy and grant has
+	// been read: before that the webhooks and the data plane refuse.
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("access", func(*http.Request) error {
+		if !index.Synced() {
+			return errors.New("keys, key policies and grants not read yet")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	log.Info("Starting manager", "namespace", opts.namespace, "leaderElection", opts.leaderElect)

@@ -1,13 +1,24 @@
-// Package access keeps, for each key, its accepted KeyPolicy and active
+// Package access keeps, for each key, its governing KeyPolicy and active
 // KeyGrants as the policy evaluator wants them, fed by informers: deleting a
 // policy or grant revokes what it allowed as soon as the watch delivers it.
+//
+// Policies and grants bind to a Key's identity, not its name: each carries an
+// ownerReference to the Key it was admitted for (set by the admin webhook at
+// creation, immutable after), and the index files it under that Key's UID. A
+// later Key of the same name has another UID, so it is governed by nothing it
+// did not get itself; the garbage collector deletes the bound objects with
+// their Key. What the index answers is a function of the current objects
+// only (Governing, grantActive), so replicas that started at different times
+// agree once their informers have delivered the same objects.
 package access
 
 import (
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 
@@ -15,88 +26,212 @@ import (
 	"github.com/kubekms/kubekms/internal/policy"
 )
 
+// KeyKind and KeyAPIVersion name a Key in an ownerReference.
+var (
+	KeyKind       = "Key"
+	KeyAPIVersion = kmsv1alpha1.GroupVersion.String()
+)
+
+// BoundKey is the UID of the Key an object (KeyPolicy or KeyGrant) is bound
+// to: its one ownerReference of kind Key named keyName. Objects with none,
+// or several, are bound to nothing.
+func BoundKey(refs []metav1.OwnerReference, keyName string) (types.UID, bool) {
+	var uid types.UID
+	n := 0
+	for _, r := range refs {
+		if r.Kind != KeyKind || !strings.HasPrefix(r.APIVersion, kmsv1alpha1.GroupVersion.Group+"/") {
+			continue
+		}
+		n++
+		if r.Name == keyName {
+			uid = r.UID
+		}
+	}
+	return uid, n == 1 && uid != ""
+}
+
+// KeyOwnerReference is the ownerReference that binds a policy or grant to key.
+func KeyOwnerReference(key *kmsv1alpha1.Key) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: KeyAPIVersion, Kind: KeyKind, Name: key.Name, UID: key.UID}
+}
+
+// older orders policies for governing: the oldest wins, ties by name.
+func older(aTime time.Time, aName string, bTime time.Time, bName string) bool {
+	if !aTime.Equal(bTime) {
+		return aTime.Before(bTime)
+	}
+	return aName < bName
+}
+
+// Governing returns the KeyPolicy that governs the Key with this namespace
+// and UID among policies: the oldest one bound to it that is not being
+// deleted. Nil means the default policy (RBAC).
+func Governing(policies []kmsv1alpha1.KeyPolicy, namespace string, key types.UID) *kmsv1alpha1.KeyPolicy {
+	var best *kmsv1alpha1.KeyPolicy
+	for i := range policies {
+		p := &policies[i]
+		if uid, ok := BoundKey(p.OwnerReferences, p.Spec.KeyRef.Name); !ok || uid != key || p.Namespace != namespace || !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if best == nil || older(p.CreationTimestamp.Time, p.Name, best.CreationTimestamp.Time, best.Name) {
+			best = p
+		}
+	}
+	return best
+}
+
+// GrantActive says whether a KeyGrant allows anything at now for the Key
+// with this namespace and UID: bound to it, not being deleted, Active
+// (its grantee exists; the controller says so) and not past expiresAt.
+func GrantActive(g *kmsv1alpha1.KeyGrant, namespace string, key types.UID, now time.Time) bool {
+	uid, ok := BoundKey(g.OwnerReferences, g.Spec.KeyRef.Name)
+	return ok && uid == key && g.Namespace == namespace && g.DeletionTimestamp.IsZero() &&
+		g.Status.State == kmsv1alpha1.KeyGrantActive &&
+		(g.Spec.ExpiresAt == nil || now.Before(g.Spec.ExpiresAt.Time))
+}
+
 type policyEntry struct {
-	name   string
-	policy *policy.Policy
+	namespace string
+	name      string
+	created   time.Time
+	policy    *policy.Policy
 }
 
 type grantEntry struct {
+	namespace string
 	grant     policy.Grant
 	expiresAt time.Time
 }
 
 // Index is safe for concurrent use.
 type Index struct {
-	mu       sync.RWMutex
-	policies map[types.NamespacedName]policyEntry
-	grants   map[types.NamespacedName]map[string]grantEntry
+	mu sync.RWMutex
+	// policies and grants by the UID of the Key they are bound to, then name.
+	policies map[types.UID]map[string]policyEntry
+	grants   map[types.UID]map[string]grantEntry
+	// governing caches the winner among policies[uid].
+	governing map[types.UID]policyEntry
+	// policyAt and grantAt say under which Key UID an object is filed.
+	policyAt map[types.NamespacedName]types.UID
+	grantAt  map[types.NamespacedName]types.UID
+
+	synced atomic.Pointer[func() bool]
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{policies: map[types.NamespacedName]policyEntry{}, grants: map[types.NamespacedName]map[string]grantEntry{}}
+	return &Index{
+		policies:  map[types.UID]map[string]policyEntry{},
+		grants:    map[types.UID]map[string]grantEntry{},
+		governing: map[types.UID]policyEntry{},
+		policyAt:  map[types.NamespacedName]types.UID{},
+		grantAt:   map[types.NamespacedName]types.UID{},
+	}
 }
 
-// For returns the key's accepted policy (nil: the default policy) and its
-// grants active at now.
-func (ix *Index) For(namespace, key string, now time.Time) (*policy.Policy, []policy.Grant) {
-	k := types.NamespacedName{Namespace: namespace, Name: key}
+// SetSynced tells the index how to know its informers have delivered
+// every object they had at start.
+func (ix *Index) SetSynced(f func() bool) { ix.synced.Store(&f) }
+
+// Synced says whether the index has seen every policy and grant: until
+// then nothing may be decided from it.
+func (ix *Index) Synced() bool {
+	f := ix.synced.Load()
+	return f != nil && (*f)()
+}
+
+// For returns the policy governing the Key (namespace, uid) (nil: the
+// default policy) and its grants active at now.
+func (ix *Index) For(namespace string, key types.UID, now time.Time) (*policy.Policy, []policy.Grant) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var grants []policy.Grant
-	for _, g := range ix.grants[k] {
-		if g.expiresAt.IsZero() || now.Before(g.expiresAt) {
+	for _, g := range ix.grants[key] {
+		if g.namespace == namespace && (g.expiresAt.IsZero() || now.Before(g.expiresAt)) {
 			grants = append(grants, g.grant)
 		}
 	}
-	return ix.policies[k].policy, grants
+	var pol *policy.Policy
+	if e, ok := ix.governing[key]; ok && e.namespace == namespace {
+		pol = e.policy
+	}
+	return pol, grants
 }
 
 func (ix *Index) setPolicy(p *kmsv1alpha1.KeyPolicy) {
-	k := types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.KeyRef.Name}
-	accepted := meta.IsStatusConditionTrue(p.Status.Conditions, kmsv1alpha1.KeyPolicyConditionAccepted) && p.DeletionTimestamp.IsZero()
+	nn := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if accepted {
-		ix.policies[k] = policyEntry{name: p.Name, policy: PolicyFrom(p)}
-	} else if ix.policies[k].name == p.Name {
-		delete(ix.policies, k)
+	ix.dropPolicyLocked(nn)
+	uid, ok := BoundKey(p.OwnerReferences, p.Spec.KeyRef.Name)
+	if !ok || !p.DeletionTimestamp.IsZero() {
+		return
 	}
+	if ix.policies[uid] == nil {
+		ix.policies[uid] = map[string]policyEntry{}
+	}
+	ix.policies[uid][p.Name] = policyEntry{namespace: p.Namespace, name: p.Name, created: p.CreationTimestamp.Time, policy: PolicyFrom(p)}
+	ix.policyAt[nn] = uid
+	ix.elect(uid)
 }
 
-func (ix *Index) dropPolicy(p *kmsv1alpha1.KeyPolicy) {
-	k := types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.KeyRef.Name}
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.policies[k].name == p.Name {
-		delete(ix.policies, k)
+func (ix *Index) dropPolicyLocked(nn types.NamespacedName) {
+	uid, ok := ix.policyAt[nn]
+	if !ok {
+		return
 	}
+	delete(ix.policyAt, nn)
+	delete(ix.policies[uid], nn.Name)
+	if len(ix.policies[uid]) == 0 {
+		delete(ix.policies, uid)
+	}
+	ix.elect(uid)
+}
+
+// elect recomputes the governing policy of one key, as Governing does.
+func (ix *Index) elect(uid types.UID) {
+	var best *policyEntry
+	for _, e := range ix.policies[uid] {
+		if best == nil || older(e.created, e.name, best.created, best.name) {
+			best = &e
+		}
+	}
+	if best == nil {
+		delete(ix.governing, uid)
+		return
+	}
+	ix.governing[uid] = *best
 }
 
 func (ix *Index) setGrant(g *kmsv1alpha1.KeyGrant) {
-	k := types.NamespacedName{Namespace: g.Namespace, Name: g.Spec.KeyRef.Name}
+	nn := types.NamespacedName{Namespace: g.Namespace, Name: g.Name}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.dropGrantLocked(g)
-	if g.Status.State != kmsv1alpha1.KeyGrantActive || !g.DeletionTimestamp.IsZero() {
+	ix.dropGrantLocked(nn)
+	uid, ok := BoundKey(g.OwnerReferences, g.Spec.KeyRef.Name)
+	if !ok || g.Status.State != kmsv1alpha1.KeyGrantActive || !g.DeletionTimestamp.IsZero() {
 		return
 	}
-	if ix.grants[k] == nil {
-		ix.grants[k] = map[string]grantEntry{}
+	if ix.grants[uid] == nil {
+		ix.grants[uid] = map[string]grantEntry{}
 	}
-	e := grantEntry{grant: GrantFrom(g)}
+	e := grantEntry{namespace: g.Namespace, grant: GrantFrom(g)}
 	if g.Spec.ExpiresAt != nil {
 		e.expiresAt = g.Spec.ExpiresAt.Time
 	}
-	ix.grants[k][g.Name] = e
+	ix.grants[uid][g.Name] = e
+	ix.grantAt[nn] = uid
 }
 
-// dropGrantLocked removes a grant wherever it was (its keyRef may change).
-func (ix *Index) dropGrantLocked(g *kmsv1alpha1.KeyGrant) {
-	for k, m := range ix.grants {
-		if k.Namespace == g.Namespace {
-			delete(m, g.Name)
-		}
+func (ix *Index) dropGrantLocked(nn types.NamespacedName) {
+	uid, ok := ix.grantAt[nn]
+	if !ok {
+		return
+	}
+	delete(ix.grantAt, nn)
+	delete(ix.grants[uid], nn.Name)
+	if len(ix.grants[uid]) == 0 {
+		delete(ix.grants, uid)
 	}
 }
 
@@ -131,10 +266,15 @@ func GrantFrom(g *kmsv1alpha1.KeyGrant) policy.Grant {
 
 // PolicyHandler keeps the index in step with a KeyPolicy informer.
 func (ix *Index) PolicyHandler() toolscache.ResourceEventHandler {
+	drop := func(p *kmsv1alpha1.KeyPolicy) {
+		ix.mu.Lock()
+		defer ix.mu.Unlock()
+		ix.dropPolicyLocked(types.NamespacedName{Namespace: p.Namespace, Name: p.Name})
+	}
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { withPolicy(o, ix.setPolicy) },
 		UpdateFunc: func(_, o any) { withPolicy(o, ix.setPolicy) },
-		DeleteFunc: func(o any) { withPolicy(o, ix.dropPolicy) },
+		DeleteFunc: func(o any) { withPolicy(o, drop) },
 	}
 }
 
@@ -143,7 +283,7 @@ func (ix *Index) GrantHandler() toolscache.ResourceEventHandler {
 	drop := func(g *kmsv1alpha1.KeyGrant) {
 		ix.mu.Lock()
 		defer ix.mu.Unlock()
-		ix.dropGrantLocked(g)
+		ix.dropGrantLocked(types.NamespacedName{Namespace: g.Namespace, Name: g.Name})
 	}
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { withGrant(o, ix.setGrant) },

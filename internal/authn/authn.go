@@ -3,27 +3,37 @@
 // A token passes only if the API server authenticates it for our audience
 // and names that audience in status.audiences (an empty list means "the API
 // server's own audience" and is refused). Results are cached by the token's
-// SHA-256 for a short, bounded time that never runs past the token's expiry;
-// failures are cached briefly too, so garbage tokens cannot flood the API
-// server. The token itself is never stored or logged.
+// SHA-256 for a short, bounded time that never runs past the token's expiry.
+// Failures are cached briefly in a cache of their own, so a flood of garbage
+// tokens cannot evict the good ones. A token in neither cache costs a
+// TokenReview; those are rate limited per client address and in total, so
+// garbage tokens cannot flood the API server either. The token itself is
+// never stored or logged.
 package authn
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/cache"
 	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
 )
 
 // DefaultAudience is the audience a kubekms token must carry.
@@ -53,14 +63,44 @@ type Principal struct {
 // wrapped message says why, for the audit record, never the token.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
+// ErrThrottled is wrapped by a *ThrottledError: the token was in no cache
+// and no TokenReview could be spent on it now.
+var ErrThrottled = errors.New("too many token reviews")
+
+// ThrottledError says which limit refused a TokenReview and when to retry.
+type ThrottledError struct {
+	// Peer is the client address whose limit was reached; "" when it was
+	// the limit of all clients together.
+	Peer       string
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	if e.Peer == "" {
+		return fmt.Sprintf("%v: the limit for all clients is reached; retry after %s", ErrThrottled, e.RetryAfter)
+	}
+	return fmt.Sprintf("%v: the limit for client %s is reached; retry after %s", ErrThrottled, e.Peer, e.RetryAfter)
+}
+
+func (e *ThrottledError) Unwrap() error { return ErrThrottled }
+
 // Authenticator validates bearer tokens.
 type Authenticator struct {
 	reviews  authenticationv1client.TokenReviewInterface
 	audience string
 	clock    clock.PassiveClock
-	cache    *cache.LRUExpireCache
-	ttl      time.Duration
-	denyTTL  time.Duration
+	// cache holds successes, denied failures: separate, so failures
+	// cannot evict successes.
+	cache, denied *cache.LRUExpireCache
+	ttl           time.Duration
+	denyTTL       time.Duration
+
+	// global and peers limit TokenReviews (cache misses only).
+	global    *rate.Limiter
+	peerRate  rate.Limit
+	peerBurst int
+	peersMu   sync.Mutex
+	peers     *lru.Cache // peer IP -> *rate.Limiter
 }
 
 // Options tune an Authenticator.
@@ -71,10 +111,30 @@ type Options struct {
 	// token (its pod or ServiceAccount deleted) is refused within TTL; never
 	// past the token's expiry. DenyTTL is how long a failure is cached (default 5s).
 	TTL, DenyTTL time.Duration
-	// MaxEntries bounds the cache (default 10000).
-	MaxEntries int
-	Clock      clock.Clock
+	// MaxEntries bounds the cache of successes and MaxDeniedEntries the
+	// separate cache of failures (defaults 10000 each).
+	MaxEntries, MaxDeniedEntries int
+
+	// ReviewRate and ReviewBurst bound the TokenReviews of all clients
+	// together, per second (defaults 200 and 400); PeerReviewRate and
+	// PeerReviewBurst those of one client IP address (defaults 20 and 40).
+	// A burst left zero is two seconds' worth.
+	// Only tokens in neither cache cost a review, so a client that reuses
+	// its token is never limited here. A negative rate means no limit.
+	// MaxPeers bounds the client addresses remembered (default 10000,
+	// least recently seen forgotten first).
+	ReviewRate, PeerReviewRate   float64
+	ReviewBurst, PeerReviewBurst int
+	MaxPeers                     int
+
+	Clock clock.Clock
 }
+
+// Default TokenReview limits, per second (bursts are two seconds' worth).
+const (
+	DefaultReviewRate     = 200
+	DefaultPeerReviewRate = 20
+)
 
 // New returns an Authenticator that asks the API server through reviews.
 func New(reviews authenticationv1client.TokenReviewInterface, o Options) *Authenticator {
@@ -90,33 +150,59 @@ func New(reviews authenticationv1client.TokenReviewInterface, o Options) *Authen
 	if o.MaxEntries == 0 {
 		o.MaxEntries = 10000
 	}
+	if o.MaxDeniedEntries == 0 {
+		o.MaxDeniedEntries = 10000
+	}
+	o.ReviewRate = cmp.Or(o.ReviewRate, DefaultReviewRate)
+	o.ReviewBurst = cmp.Or(o.ReviewBurst, int(2*o.ReviewRate), 1)
+	o.PeerReviewRate = cmp.Or(o.PeerReviewRate, DefaultPeerReviewRate)
+	o.PeerReviewBurst = cmp.Or(o.PeerReviewBurst, int(2*o.PeerReviewRate), 1)
+	if o.MaxPeers == 0 {
+		o.MaxPeers = 10000
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
 	return &Authenticator{
-		reviews:  reviews,
-		audience: o.Audience,
-		clock:    o.Clock,
-		cache:    cache.NewLRUExpireCacheWithClock(o.MaxEntries, o.Clock),
-		ttl:      o.TTL,
-		denyTTL:  o.DenyTTL,
+		reviews:   reviews,
+		audience:  o.Audience,
+		clock:     o.Clock,
+		cache:     cache.NewLRUExpireCacheWithClock(o.MaxEntries, o.Clock),
+		denied:    cache.NewLRUExpireCacheWithClock(o.MaxDeniedEntries, o.Clock),
+		ttl:       o.TTL,
+		denyTTL:   o.DenyTTL,
+		global:    rate.NewLimiter(limit(o.ReviewRate), max(o.ReviewBurst, 1)),
+		peerRate:  limit(o.PeerReviewRate),
+		peerBurst: max(o.PeerReviewBurst, 1),
+		peers:     lru.New(o.MaxPeers),
 	}
 }
 
-type cached struct {
-	principal *Principal
-	err       error
+// limit is a rate in requests per second; negative means none.
+func limit(perSecond float64) rate.Limit {
+	if perSecond < 0 {
+		return rate.Inf
+	}
+	return rate.Limit(perSecond)
 }
 
-// Authenticate returns the caller a bearer token belongs to.
-func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Principal, error) {
+// Authenticate returns the caller a bearer token belongs to. from is the
+// client's address (nil when unknown): a token in no cache costs a
+// TokenReview, which counts against the limit of from's IP address and of
+// all clients, and is refused with a *ThrottledError beyond them.
+func (a *Authenticator) Authenticate(ctx context.Context, token string, from net.Addr) (*Principal, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: no bearer token", ErrUnauthenticated)
 	}
 	key := sha256.Sum256([]byte(token))
 	if v, ok := a.cache.Get(key); ok {
-		c := v.(cached)
-		return c.principal, c.err
+		return v.(*Principal), nil
+	}
+	if v, ok := a.denied.Get(key); ok {
+		return nil, v.(error)
+	}
+	if err := a.allowReview(from); err != nil {
+		return nil, err
 	}
 	p, err := a.review(ctx, token)
 	switch {
@@ -126,12 +212,75 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Princi
 			ttl = min(ttl, exp.Sub(a.clock.Now()))
 		}
 		if ttl > 0 {
-			a.cache.Add(key, cached{principal: p}, ttl)
+			a.cache.Add(key, p, ttl)
 		}
 	case errors.Is(err, ErrUnauthenticated):
-		a.cache.Add(key, cached{err: err}, a.denyTTL)
+		a.denied.Add(key, err, a.denyTTL)
 	}
 	return p, err
+}
+
+// allowReview spends one TokenReview of from's IP address and one of all
+// clients, or says when to retry.
+func (a *Authenticator) allowReview(from net.Addr) error {
+	now := a.clock.Now()
+	ip := peerIP(from)
+	if a.peerRate != rate.Inf {
+		a.peersMu.Lock()
+		var l *rate.Limiter
+		if v, ok := a.peers.Get(ip); ok {
+			l = v.(*rate.Limiter)
+		} else {
+			l = rate.NewLimiter(a.peerRate, a.peerBurst)
+			a.peers.Add(ip, l)
+		}
+		a.peersMu.Unlock()
+		if wait := take(l, now); wait > 0 {
+			return &ThrottledError{Peer: ip, RetryAfter: wait}
+		}
+	}
+	if wait := take(a.global, now); wait > 0 {
+		return &ThrottledError{RetryAfter: wait}
+	}
+	return nil
+}
+
+// take spends a token of l now, or returns how long until one is there.
+func take(l *rate.Limiter, now time.Time) time.Duration {
+	r := l.ReserveN(now, 1)
+	if !r.OK() {
+		return time.Second
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+// peerIP is the IP address of a client address, without the port: a client
+// cannot get a fresh limit by opening another connection.
+func peerIP(from net.Addr) string {
+	if from == nil {
+		return ""
+	}
+	if t, ok := from.(*net.TCPAddr); ok && t != nil {
+		if ip, ok := netip.AddrFromSlice(t.IP); ok {
+			return ip.Unmap().String()
+		}
+	}
+	s := from.String()
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		return host
+	}
+	return s
+}
+
+// Peers is how many client addresses the limiter remembers.
+func (a *Authenticator) Peers() int {
+	a.peersMu.Lock()
+	defer a.peersMu.Unlock()
+	return a.peers.Len()
 }
 
 func (a *Authenticator) review(ctx context.Context, token string) (*Principal, error) {

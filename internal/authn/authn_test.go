@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func TestAuthenticate(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			a, _ := fakeAuthenticator(t, tc.answer, clocktesting.NewFakeClock(now))
-			p, err := a.Authenticate(context.Background(), tc.token)
+			p, err := a.Authenticate(context.Background(), tc.token, nil)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("err = %v", err)
@@ -128,7 +129,7 @@ func TestCacheNeverOutlivesTheToken(t *testing.T) {
 	token := jwtExpiringAt(now.Add(10 * time.Second)) // expires before the 1m TTL
 
 	for range 3 {
-		if _, err := a.Authenticate(context.Background(), token); err != nil {
+		if _, err := a.Authenticate(context.Background(), token, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -136,7 +137,7 @@ func TestCacheNeverOutlivesTheToken(t *testing.T) {
 		t.Fatalf("TokenReviews = %d, want 1 (cached)", *calls)
 	}
 	clk.Step(11 * time.Second)
-	_, _ = a.Authenticate(context.Background(), token)
+	_, _ = a.Authenticate(context.Background(), token, nil)
 	if *calls != 2 {
 		t.Fatalf("TokenReviews = %d, want 2: the cache must not outlive the token", *calls)
 	}
@@ -146,14 +147,151 @@ func TestFailuresAreCachedBriefly(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Now())
 	a, calls := fakeAuthenticator(t, reviewAnswer{status: authenticationv1.TokenReviewStatus{Error: "invalid"}}, clk)
 	for range 5 {
-		_, _ = a.Authenticate(context.Background(), "garbage")
+		_, _ = a.Authenticate(context.Background(), "garbage", nil)
 	}
 	if *calls != 1 {
 		t.Fatalf("TokenReviews = %d, want 1", *calls)
 	}
 	clk.Step(6 * time.Second)
-	_, _ = a.Authenticate(context.Background(), "garbage")
+	_, _ = a.Authenticate(context.Background(), "garbage", nil)
 	if *calls != 2 {
 		t.Fatalf("TokenReviews = %d, want 2 after the deny TTL", *calls)
+	}
+}
+
+// limitedAuthenticator answers every review with a, counts reviews, and
+// applies the given limits.
+func limitedAuthenticator(t *testing.T, answer reviewAnswer, clk *clocktesting.FakeClock, o Options) (*Authenticator, *int) {
+	t.Helper()
+	calls := 0
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		calls++
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview).DeepCopy()
+		tr.Status = answer.status
+		return true, tr, nil
+	})
+	o.Clock = clk
+	return New(cs.AuthenticationV1().TokenReviews(), o), &calls
+}
+
+func tcp(ip string, port int) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: port} }
+
+func TestReviewsAreLimitedPerClientAddress(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a, calls := limitedAuthenticator(t, reviewAnswer{status: authenticationv1.TokenReviewStatus{Error: "invalid"}}, clk,
+		Options{PeerReviewRate: 2, PeerReviewBurst: 3, ReviewRate: 1000})
+	attacker := "10.0.0.9"
+	for i := range 10 {
+		// Another port on every call: the limit is the IP address's.
+		_, err := a.Authenticate(context.Background(), fmt.Sprintf("garbage-%d", i), tcp(attacker, 40000+i))
+		var throttled *ThrottledError
+		if i < 3 {
+			if !errors.Is(err, ErrUnauthenticated) {
+				t.Fatalf("call %d: err = %v, want unauthenticated (within the burst)", i, err)
+			}
+			continue
+		}
+		if !errors.As(err, &throttled) || throttled.Peer != attacker || throttled.RetryAfter <= 0 || throttled.RetryAfter > time.Second {
+			t.Fatalf("call %d: err = %v, want throttled for %s with a retry delay", i, err, attacker)
+		}
+	}
+	if *calls != 3 {
+		t.Fatalf("TokenReviews = %d, want 3 (the burst)", *calls)
+	}
+	if _, err := a.Authenticate(context.Background(), "garbage-other", tcp("10.0.0.10", 1)); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("another client: err = %v, want its own limit", err)
+	}
+	if _, err := a.Authenticate(context.Background(), "garbage-0", tcp(attacker, 1)); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("a cached failure costs no review and is not throttled: err = %v", err)
+	}
+	clk.Step(500 * time.Millisecond) // one token at 2/s
+	if _, err := a.Authenticate(context.Background(), "garbage-new", tcp(attacker, 1)); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("after the refill: err = %v", err)
+	}
+}
+
+func TestReviewsAreLimitedForAllClients(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a, calls := limitedAuthenticator(t, reviewAnswer{status: authenticationv1.TokenReviewStatus{Error: "invalid"}}, clk,
+		Options{ReviewRate: 5, ReviewBurst: 5, PeerReviewRate: 100})
+	var throttled int
+	for i := range 20 {
+		_, err := a.Authenticate(context.Background(), fmt.Sprintf("garbage-%d", i), tcp(fmt.Sprintf("10.0.1.%d", i), 1))
+		var te *ThrottledError
+		if errors.As(err, &te) {
+			if te.Peer != "" {
+				t.Fatalf("throttled by the limit of %s, want the global one", te.Peer)
+			}
+			throttled++
+		}
+	}
+	if *calls != 5 || throttled != 15 {
+		t.Fatalf("TokenReviews = %d, throttled = %d; want 5 and 15", *calls, throttled)
+	}
+}
+
+func TestClientAddressesAreBounded(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a, _ := limitedAuthenticator(t, reviewAnswer{status: authenticationv1.TokenReviewStatus{Error: "invalid"}}, clk,
+		Options{MaxPeers: 8, ReviewRate: -1})
+	for i := range 100 {
+		_, _ = a.Authenticate(context.Background(), fmt.Sprintf("garbage-%d", i), tcp(fmt.Sprintf("fd00::%x", i), 1))
+	}
+	if n := a.Peers(); n != 8 {
+		t.Fatalf("remembered %d client addresses, want at most 8", n)
+	}
+}
+
+func TestPeerIP(t *testing.T) {
+	tests := map[string]struct {
+		from net.Addr
+		want string
+	}{
+		"IPv4":             {from: tcp("10.1.2.3", 5000), want: "10.1.2.3"},
+		"IPv4 in IPv6":     {from: &net.TCPAddr{IP: net.ParseIP("::ffff:10.1.2.3"), Port: 1}, want: "10.1.2.3"},
+		"IPv6":             {from: tcp("fd00::1", 5000), want: "fd00::1"},
+		"another net.Addr": {from: &net.UDPAddr{IP: net.ParseIP("10.1.2.3"), Port: 9}, want: "10.1.2.3"},
+		"unix socket":      {from: &net.UnixAddr{Name: "/run/kms.sock", Net: "unix"}, want: "/run/kms.sock"},
+		"unknown":          {from: nil, want: ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := peerIP(tc.from); got != tc.want {
+				t.Fatalf("peerIP = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A flood of bad tokens must not evict a good one: failures live in a
+// cache of their own.
+func TestFailuresDoNotEvictSuccesses(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	calls := 0
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		calls++
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview).DeepCopy()
+		if tr.Spec.Token == "good" {
+			tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: saUser, Audiences: []string{"kubekms"}}
+		} else {
+			tr.Status = authenticationv1.TokenReviewStatus{Error: "invalid"}
+		}
+		return true, tr, nil
+	})
+	a := New(cs.AuthenticationV1().TokenReviews(), Options{Clock: clk, TTL: time.Minute, MaxEntries: 10, MaxDeniedEntries: 10, ReviewRate: -1, PeerReviewRate: -1})
+	if _, err := a.Authenticate(context.Background(), "good", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		_, _ = a.Authenticate(context.Background(), fmt.Sprintf("garbage-%d", i), nil)
+	}
+	before := calls
+	if _, err := a.Authenticate(context.Background(), "good", nil); err != nil {
+		t.Fatal(err)
+	}
+	if calls != before {
+		t.Fatalf("the good token was reviewed again after a flood of bad ones: it was evicted")
 	}
 }

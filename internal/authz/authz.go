@@ -116,22 +116,46 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) (Decision, error)
 }
 
 // cacheKey identifies a question: it runs on every call, so it hashes one
-// length-prefixed buffer instead of formatting. Groups are sorted only when
-// they are not already (the API server sends them in a stable order).
+// length-prefixed buffer instead of formatting. Groups, Extra's keys and
+// each Extra value list are sorted only when they are not already (the API
+// server sends them in a stable order), on copies: a principal is shared by
+// the calls of its token. Extra is part of the question (a SAR passes it on,
+// and authorizers and webhooks may decide on it), so two principals that
+// differ only in Extra never share an answer.
 func cacheKey(r Request) [32]byte {
-	groups := r.Principal.Groups
-	if !slices.IsSorted(groups) {
-		groups = slices.Sorted(slices.Values(groups))
-	}
-	var stack [512]byte
+	p := r.Principal
+	var stack [1024]byte
 	b := stack[:0]
-	for _, f := range [...]string{r.Principal.Username, r.Principal.UID, r.Namespace, r.Name, r.Action} {
+	for _, f := range [...]string{p.Username, p.UID, r.Namespace, r.Name, r.Action} {
 		b = appendField(b, f)
 	}
-	for _, g := range groups {
-		b = appendField(b, g)
+	b = appendList(b, p.Groups)
+	var keyStack [8]string
+	keys := keyStack[:0]
+	for k := range p.Extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(keys)))
+	for _, k := range keys {
+		b = appendField(b, k)
+		b = appendList(b, p.Extra[k])
 	}
 	return sha256.Sum256(b)
+}
+
+// appendList appends a count and the sorted values.
+func appendList(b []byte, values []string) []byte {
+	if !slices.IsSorted(values) {
+		var stack [16]string
+		values = append(stack[:0], values...)
+		slices.Sort(values)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(values)))
+	for _, v := range values {
+		b = appendField(b, v)
+	}
+	return b
 }
 
 func appendField(b []byte, s string) []byte {

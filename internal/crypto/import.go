@@ -65,17 +65,17 @@ func CheckImportToken(token string, keyID KeyID, issued string, now time.Time) e
 	token = strings.TrimSpace(token)
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(token, importTokenPrefix))
 	if !strings.HasPrefix(token, importTokenPrefix) || err != nil || len(raw) != importTokenRaw {
-		return errors.New("importToken is not a kubekms import token: copy status.importParameters.importToken")
+		return errors.New("importToken is not a kubekms import token: copy the import token GetParametersForImport returns (kubectl kms get-parameters-for-import)")
 	}
 	if subtle.ConstantTimeCompare(raw[:KeyIDSize], keyID[:]) != 1 {
 		return errors.New("importToken was issued for another key")
 	}
 	expires := time.Unix(int64(binary.BigEndian.Uint64(raw[KeyIDSize:])), 0).UTC()
 	if !now.Before(expires) {
-		return fmt.Errorf("importToken expired at %s: wrap the material again with the import parameters now in status.importParameters", expires.Format(time.RFC3339))
+		return fmt.Errorf("importToken expired at %s: wrap the material again with the current import parameters (GetParametersForImport)", expires.Format(time.RFC3339))
 	}
 	if subtle.ConstantTimeCompare([]byte(token), []byte(issued)) != 1 {
-		return errors.New("importToken is not the one in status.importParameters (the parameters were renewed): wrap the material again with the current ones")
+		return errors.New("importToken is not the current one (the parameters were renewed): wrap the material again with the current import parameters (GetParametersForImport)")
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/kubekms/kubekms/internal/authn"
 )
 
 // ErrorDomain is the ErrorInfo domain of every kubekms error.
@@ -25,6 +27,9 @@ const (
 	ReasonInvalidKeyUsage   = "InvalidKeyUsageException"
 	ReasonInternal          = "KMSInternalException"
 	ReasonThrottling        = "ThrottlingException"
+	// ReasonUnsupportedOperation: the key does not take the operation
+	// (GetParametersForImport on a key that is not origin External).
+	ReasonUnsupportedOperation = "UnsupportedOperationException"
 )
 
 // invalidCiphertextMessage is the one message of every Decrypt failure.
@@ -66,6 +71,25 @@ func errThrottled(namespace string, class string, retryAfter time.Duration) erro
 	if withInfo, err := st.WithDetails(
 		&errdetails.ErrorInfo{Reason: ReasonThrottling, Domain: ErrorDomain},
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)},
+	); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+// errReviewThrottled refuses a call whose token would need a TokenReview
+// beyond the limits before authentication.
+func errReviewThrottled(t *authn.ThrottledError) error {
+	who := "all clients together"
+	if t.Peer != "" {
+		who = "client address " + t.Peer
+	}
+	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
+		"too many calls with tokens kubekms has not verified yet from %s (each costs a TokenReview); reuse your token, or retry after %s",
+		who, t.RetryAfter.Round(time.Millisecond)))
+	if withInfo, err := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: ReasonThrottling, Domain: ErrorDomain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(t.RetryAfter)},
 	); err == nil {
 		st = withInfo
 	}

@@ -107,17 +107,21 @@ func (o Options) authenticate(ctx context.Context, req any, info *grpc.UnaryServ
 	if !strings.HasPrefix(info.FullMethod, servicePrefix) {
 		return handler(ctx, req)
 	}
-	token := bearer(ctx)
-	p, err := o.Authenticator.Authenticate(ctx, token)
+	c := callOf(ctx)
+	p, err := o.Authenticator.Authenticate(ctx, bearer(ctx), c.from)
 	if err != nil {
-		if errors.Is(err, authn.ErrUnauthenticated) {
+		var throttled *authn.ThrottledError
+		switch {
+		case errors.Is(err, authn.ErrUnauthenticated):
 			log.FromContext(ctx).V(1).Info("Refused a call", "method", info.FullMethod, "reason", err.Error())
 			return nil, errUnauthenticated()
+		case errors.As(err, &throttled):
+			log.FromContext(ctx).V(1).Info("Throttled a call before authentication", "method", info.FullMethod, "reason", err.Error())
+			return nil, errReviewThrottled(throttled)
 		}
 		log.FromContext(ctx).Error(err, "Could not authenticate")
 		return nil, errInternal()
 	}
-	c := callOf(ctx)
 	c.principal = p
 	c.record.Principal = audit.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, ServiceAccount: p.ServiceAccount, PodName: p.PodName, PodUID: p.PodUID}
 	c.record.SourceNamespace = p.Namespace
@@ -169,10 +173,11 @@ func (o Options) record(ctx context.Context, req any, info *grpc.UnaryServerInfo
 		AuditVersion: audit.Version, EventTime: time.Now().UTC(), RequestID: audit.NewRequestID(), EventName: op,
 		RequestedKey: requestedKey(req), EncryptionContextKeys: contextKeys(req),
 	}
+	c := &call{principal: &authn.Principal{}, record: rec}
 	if p, ok := peer.FromContext(ctx); ok {
 		rec.SourceAddress = p.Addr.String()
+		c.from = p.Addr
 	}
-	c := &call{principal: &authn.Principal{}, record: rec}
 	resp, err := handler(withCall(ctx, c), req)
 	rec.Outcome, rec.ErrorCode = outcome(err)
 	if rec.Key == nil && rec.RequestedKey != "" && c.principal.Username != "" && o.Keys != nil {
@@ -276,6 +281,9 @@ type Runnable struct {
 	Server *grpc.Server
 	// Listening, if set, receives the bound address once serving.
 	Listening chan<- net.Addr
+	// Synced, if set, must say true before the server listens: a replica
+	// that has not read every key, policy and grant serves nothing.
+	Synced func() bool
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every
@@ -284,6 +292,13 @@ func (r *Runnable) NeedLeaderElection() bool { return false }
 
 // Start serves until ctx ends, then stops gracefully (bounded).
 func (r *Runnable) Start(ctx context.Context) error {
+	for r.Synced != nil && !r.Synced() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	lis, err := net.Listen("tcp", r.Addr)
 	if err != nil {
 		return fmt.Errorf("data plane listen on %s: %w", r.Addr, err)

@@ -6,6 +6,7 @@ package dataplane
 import (
 	"context"
 	"io"
+	"net"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,6 +25,7 @@ import (
 	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keyring"
+	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/policy"
 	"github.com/kubekms/kubekms/internal/quota"
 )
@@ -53,6 +55,9 @@ type Server struct {
 	// ServiceAccountUID looks up an account's UID, for ExplainAccess about
 	// another principal.
 	ServiceAccountUID func(ctx context.Context, namespace, name string) (string, error)
+	// ImportParameters reads an External key's current import parameters
+	// (keystore.Store.ImportParameters; nil when there are none yet).
+	ImportParameters func(ctx context.Context, keyID string) (*keystore.ImportParameters, error)
 
 	// Random supplies data keys, random bytes and salts: crypto/rand.Reader.
 	Random io.Reader
@@ -322,7 +327,7 @@ func (s *Server) decide(ctx context.Context, p *authn.Principal, action string, 
 	var pol *policy.Policy
 	var grants []policy.Grant
 	if s.Access != nil {
-		pol, grants = s.Access.For(key.Namespace, key.Name, time.Now())
+		pol, grants = s.Access.For(key.Namespace, key.UID, time.Now())
 	}
 	return policy.Evaluate(policy.Request{
 		Principal:         policy.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, Namespace: p.Namespace, ServiceAccount: p.ServiceAccount},
@@ -436,6 +441,8 @@ func checkAlgorithm(field, alg string) error {
 // call is the state of one request, shared by the interceptors and the
 // handler: who called, the audit record being filled, the key used.
 type call struct {
+	// from is the client's address.
+	from      net.Addr
 	principal *authn.Principal
 	record    *audit.Record
 	keyUID    types.UID

@@ -84,13 +84,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 	if err != nil {
 		return nil, fmt.Errorf("keys informer: %w", err)
 	}
-	if _, err := inf.AddEventHandler(keys.EventHandler()); err != nil {
+	keysReg, err := inf.AddEventHandler(keys.EventHandler())
+	if err != nil {
 		return nil, err
 	}
 	index := cfg.Access
 	if index == nil {
 		index = access.NewIndex()
 	}
+	synced := []toolscache.ResourceEventHandlerRegistration{keysReg}
 	for obj, h := range map[client.Object]toolscache.ResourceEventHandler{
 		&kmsv1alpha1.KeyPolicy{}: index.PolicyHandler(),
 		&kmsv1alpha1.KeyGrant{}:  index.GrantHandler(),
@@ -99,10 +101,23 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 		if err != nil {
 			return nil, fmt.Errorf("access informer: %w", err)
 		}
-		if _, err := inf.AddEventHandler(h); err != nil {
+		reg, err := inf.AddEventHandler(h)
+		if err != nil {
 			return nil, err
 		}
+		synced = append(synced, reg)
 	}
+	// Nothing decides while blind: the index (and so the admin webhook and
+	// the data plane) counts as synced once the keyring and the index have
+	// received every Key, KeyPolicy and KeyGrant the informers started with.
+	index.SetSynced(func() bool {
+		for _, r := range synced {
+			if !r.HasSynced() {
+				return false
+			}
+		}
+		return true
+	})
 	metrics, err := NewMetrics(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("data plane metrics: %w", err)
@@ -126,7 +141,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 			err := mgr.GetAPIReader().Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sa)
 			return string(sa.UID), err
 		},
-		Random: rand.Reader,
+		ImportParameters: cfg.Store.ImportParameters,
+		Random:           rand.Reader,
 	}, Options{
 		TLS:             cfg.TLS,
 		Authenticator:   authn.New(cs.AuthenticationV1().TokenReviews(), cfg.Authn),
@@ -137,7 +153,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 		Usage:           usage,
 		Keys:            keys,
 	})
-	if err := mgr.Add(&Runnable{Addr: cfg.Addr, Server: srv, Listening: cfg.Listening}); err != nil {
+	if err := mgr.Add(&Runnable{Addr: cfg.Addr, Server: srv, Listening: cfg.Listening, Synced: index.Synced}); err != nil {
 		return nil, err
 	}
 	return srv, nil

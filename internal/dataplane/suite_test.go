@@ -196,7 +196,15 @@ func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceCli
 	limiter := quota.NewLimiter(quota.DefaultConfig(), nil)
 	index := access.NewIndex()
 	if o.controllers {
-		adminwebhook.Setup(mgr, index, authz.New(kubernetes.NewForConfigOrDie(cfg).AuthorizationV1().SubjectAccessReviews(), authz.Options{AllowTTL: time.Second, DenyTTL: 500 * time.Millisecond}))
+		self, err := adminwebhook.WhoAmI(context.Background(), kubernetes.NewForConfigOrDie(cfg))
+		Expect(err).NotTo(HaveOccurred())
+		adminwebhook.Setup(mgr, &adminwebhook.Validator{
+			Access:     index,
+			Authorizer: authz.New(kubernetes.NewForConfigOrDie(cfg).AuthorizationV1().SubjectAccessReviews(), authz.Options{AllowTTL: time.Second, DenyTTL: 500 * time.Millisecond}),
+			Tombstones: store.ByKeyID,
+			Self:       self,
+			Synced:     index.Synced,
+		})
 	}
 	listening := make(chan net.Addr, 1)
 	_, err = dataplane.Setup(context.Background(), mgr, dataplane.Config{

@@ -57,6 +57,9 @@ type Keyring struct {
 	mu     sync.RWMutex
 	byName map[types.NamespacedName]*Key
 	byID   map[crypto.KeyID]*Key
+	// claims lists the Keys whose status names each keyID; byID holds
+	// a keyID only while exactly one does.
+	claims map[crypto.KeyID]map[types.NamespacedName]*Key
 
 	matMu     sync.RWMutex
 	materials map[versionRef][]byte
@@ -78,6 +81,7 @@ func New(load Loader) *Keyring {
 		load:      load,
 		byName:    map[types.NamespacedName]*Key{},
 		byID:      map[crypto.KeyID]*Key{},
+		claims:    map[crypto.KeyID]map[types.NamespacedName]*Key{},
 		materials: map[versionRef][]byte{},
 		loading:   map[versionRef]*loadCall{},
 		parsed:    map[versionRef]any{},
@@ -111,26 +115,57 @@ func (k *Keyring) Upsert(obj *kmsv1alpha1.Key) {
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if old := k.byName[name]; old != nil && old.KeyID != id {
-		delete(k.byID, old.KeyID)
+	if old := k.byName[name]; old != nil && old.KeyIDString != "" {
+		k.unclaimLocked(old.KeyID, name)
 	}
 	k.byName[name] = snap
 	if idErr == nil {
-		k.byID[id] = snap
+		if k.claims[id] == nil {
+			k.claims[id] = map[types.NamespacedName]*Key{}
+		}
+		k.claims[id][name] = snap
+		k.electLocked(id)
 	}
 }
 
-// Remove forgets a Key and drops its cached material.
+// unclaimLocked withdraws a Key's claim to a keyID.
+func (k *Keyring) unclaimLocked(id crypto.KeyID, name types.NamespacedName) {
+	delete(k.claims[id], name)
+	if len(k.claims[id]) == 0 {
+		delete(k.claims, id)
+	}
+	k.electLocked(id)
+}
+
+// electLocked maps a keyID to the one Key that claims it. Two Keys never
+// share a keyID legitimately (the controller publishes only a keyID whose
+// material is labelled for the Key), so while two claim one, the keyID
+// resolves to neither: no Key can take over another's ciphertexts, Events
+// or cached material by publishing its keyID.
+func (k *Keyring) electLocked(id crypto.KeyID) {
+	if c := k.claims[id]; len(c) == 1 {
+		for _, key := range c {
+			k.byID[id] = key
+		}
+		return
+	}
+	delete(k.byID, id)
+}
+
+// Remove forgets a Key and, when no other Key claims its keyID, drops its
+// cached material.
 func (k *Keyring) Remove(namespace, name string) {
 	nn := types.NamespacedName{Namespace: namespace, Name: name}
 	k.mu.Lock()
 	old := k.byName[nn]
 	delete(k.byName, nn)
-	if old != nil && k.byID[old.KeyID] == old {
-		delete(k.byID, old.KeyID)
+	claimed := false
+	if old != nil && old.KeyIDString != "" {
+		k.unclaimLocked(old.KeyID, nn)
+		claimed = len(k.claims[old.KeyID]) > 0
 	}
 	k.mu.Unlock()
-	if old == nil {
+	if old == nil || claimed {
 		return
 	}
 	k.matMu.Lock()

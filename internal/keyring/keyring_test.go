@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/crypto"
 )
 
 // Material and what is parsed from it are loaded once, and forgotten when
@@ -38,5 +39,53 @@ func TestParsedIsCachedAndDroppedWithTheKey(t *testing.T) {
 	k.Remove("shop", "signer")
 	if len(k.parsed) != 0 || len(k.materials) != 0 {
 		t.Fatalf("after Remove: %d parsed, %d materials left", len(k.parsed), len(k.materials))
+	}
+}
+
+// A Key in another namespace that publishes a victim's keyID (finding 5 of
+// issue 12: a refused restore used to publish restoreFrom) takes over
+// nothing: while two Keys claim a keyID it resolves to neither, and
+// deleting the claimant leaves the victim's entry and cached material.
+func TestNoKeyDisplacesAnotherKeysID(t *testing.T) {
+	loads := 0
+	k := New(func(_ context.Context, _ string, _ int32, _ string) ([]byte, error) {
+		loads++
+		return []byte("victim material"), nil
+	})
+	const id = "8d5c4e8a-1111-4222-8333-944455556666"
+	victim := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "payments", UID: "victim"},
+		Status: kmsv1alpha1.KeyStatus{KeyID: id, State: kmsv1alpha1.KeyStateEnabled, CurrentVersion: 1}}
+	k.Upsert(victim)
+	parsed, _ := crypto.ParseKeyID(id)
+	key, err := k.ByID(parsed)
+	if err != nil || key.Namespace != "shop" {
+		t.Fatalf("ByID = %v, %v; want the victim", key, err)
+	}
+	if _, err := k.VersionKey(context.Background(), key, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	attacker := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: "evil", Name: "mine", UID: "attacker"},
+		Status: kmsv1alpha1.KeyStatus{KeyID: id, State: kmsv1alpha1.KeyStateEnabled, CurrentVersion: 1}}
+	k.Upsert(attacker)
+	if got, err := k.ByID(parsed); err == nil {
+		t.Fatalf("with two claimants ByID resolved to %s/%s; want neither", got.Namespace, got.Name)
+	}
+
+	k.Remove("evil", "mine")
+	got, err := k.ByID(parsed)
+	if err != nil || got.Namespace != "shop" || got.UID != "victim" {
+		t.Fatalf("after the attacker's Key went, ByID = %v, %v; want the victim", got, err)
+	}
+	if _, err := k.VersionKey(context.Background(), got, 1); err != nil || loads != 1 {
+		t.Fatalf("the victim's material was flushed by the attacker's removal (loads %d, err %v)", loads, err)
+	}
+
+	// A Key that changes its keyID withdraws its claim to the old one.
+	renamed := victim.DeepCopy()
+	renamed.Status.KeyID = "9d5c4e8a-1111-4222-8333-944455556666"
+	k.Upsert(renamed)
+	if _, err := k.ByID(parsed); err == nil {
+		t.Fatalf("the old keyID still resolves after the Key moved off it")
 	}
 }

@@ -28,8 +28,10 @@ import (
 
 // Labels, annotations and data of a material Secret.
 const (
-	// SecretType is the fixed type of every material Secret.
-	SecretType corev1.SecretType = "kms.kubekms.io/sealed-key"
+	// SecretType is the fixed type of every material Secret and import
+	// wrapping key: the root of trust counts these before it would ever
+	// create a root key.
+	SecretType = seal.SealedSecretType
 	// ComponentMaterial is the app.kubernetes.io/component of material Secrets.
 	ComponentMaterial = "key-material"
 
@@ -44,6 +46,10 @@ const (
 	AnnotationCreatedAt     = "kms.kubekms.io/created-at"
 	AnnotationRotateRequest = "kms.kubekms.io/rotate-request"
 	AnnotationDestroyAfter  = "kms.kubekms.io/destroy-after"
+	// AnnotationDeletedPolicy, on a tombstone, holds the policy the key had
+	// when it was deleted (JSON, see access.DeletedPolicy): a restore is
+	// checked under it and the restored key comes back under it.
+	AnnotationDeletedPolicy = "kms.kubekms.io/deleted-policy"
 	// AnnotationPublicKey holds an asymmetric version's public key
 	// (SubjectPublicKeyInfo DER, base64): public, so not sealed.
 	AnnotationPublicKey = "kms.kubekms.io/public-key"
@@ -65,6 +71,8 @@ type Version struct {
 	RotateRequest string
 	Tombstone     bool
 	DestroyAfter  time.Time
+	// DeletedPolicy is the policy record of a tombstone (AnnotationDeletedPolicy).
+	DeletedPolicy string
 	// PublicKey is the SubjectPublicKeyInfo DER of an asymmetric version.
 	PublicKey []byte
 
@@ -169,6 +177,7 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 		if v.DestroyAfter, err = time.Parse(time.RFC3339Nano, secret.Annotations[AnnotationDestroyAfter]); err != nil {
 			return bad(fmt.Sprintf("tombstone without a valid %s annotation", AnnotationDestroyAfter))
 		}
+		v.DeletedPolicy = secret.Annotations[AnnotationDeletedPolicy]
 	}
 	return v, nil
 }
@@ -247,12 +256,13 @@ func (s *Store) unsealSecret(ctx context.Context, secret *corev1.Secret, aad []b
 }
 
 // Tombstone marks a version as belonging to a deleted key, to be destroyed
-// after destroyAfter. It is a compare-and-swap on the version's
-// resourceVersion.
-func (s *Store) Tombstone(ctx context.Context, v Version, destroyAfter time.Time) error {
+// after destroyAfter, and records the policy the key had (deletedPolicy).
+// It is a compare-and-swap on the version's resourceVersion.
+func (s *Store) Tombstone(ctx context.Context, v Version, destroyAfter time.Time, deletedPolicy string) error {
 	return s.patch(ctx, v, func(secret *corev1.Secret) {
 		secret.Labels[LabelTombstone] = "true"
 		secret.Annotations[AnnotationDestroyAfter] = destroyAfter.UTC().Format(time.RFC3339Nano)
+		secret.Annotations[AnnotationDeletedPolicy] = deletedPolicy
 	})
 }
 
@@ -261,6 +271,7 @@ func (s *Store) Restore(ctx context.Context, v Version, namespace, name string) 
 	return s.patch(ctx, v, func(secret *corev1.Secret) {
 		delete(secret.Labels, LabelTombstone)
 		delete(secret.Annotations, AnnotationDestroyAfter)
+		delete(secret.Annotations, AnnotationDeletedPolicy)
 		secret.Labels[LabelKeyNamespace] = namespace
 		secret.Labels[LabelKeyName] = name
 	})

@@ -60,7 +60,7 @@ func DefaultConfig() Config {
 var knownOperations = []string{
 	"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
 	"GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GetPublicKey",
-	"GenerateMac", "VerifyMac", "GenerateRandom", "DescribeKey", "ExplainAccess",
+	"GenerateMac", "VerifyMac", "GenerateRandom", "DescribeKey", "ExplainAccess", "GetParametersForImport",
 }
 
 // Parse reads a YAML or JSON configuration strictly and fills in defaults.

@@ -37,23 +37,68 @@ const (
 	ManagedByValue = "kubekms"
 	// ComponentLabel tells root keys from key material.
 	ComponentLabel = "app.kubernetes.io/component"
+
+	// SealedSecretType is the fixed type of every Secret that holds something
+	// sealed under the root of trust: key versions (tombstones too) and
+	// import wrapping keys. The keystore writes them; a root key is never
+	// created while one exists.
+	SealedSecretType corev1.SecretType = "kms.kubekms.io/sealed-key"
 )
+
+// MissingRootKeyError is returned instead of creating a root key when the
+// root key Secret is gone but Secrets sealed under it remain: a new root key
+// could not unseal them, and keeping the manager down is the only way to make
+// an admin restore the old one.
+type MissingRootKeyError struct {
+	// Namespace and Name are the root key Secret to restore.
+	Namespace, Name string
+	// Sealed counts the Secrets of type SealedSecretType in Namespace.
+	Sealed int
+}
+
+func (e *MissingRootKeyError) Error() string {
+	return fmt.Sprintf("root key Secret %s/%s is missing but %d sealed Secrets (type %s) in namespace %s depend on it: "+
+		"restore Secret %s in namespace %s from your backup, then restart the manager. "+
+		"A new root key could not unseal them, so none is created; only if that backup is lost for good, "+
+		"delete those Secrets (every key they hold is lost) and restart to begin with a new root key",
+		e.Namespace, e.Name, e.Sealed, SealedSecretType, e.Namespace, e.Name, e.Namespace)
+}
 
 // LoadOrCreateLocal returns the local sealer, creating the root key Secret
 // on first start. Replicas that start at once agree on one root key: the
 // Secret's name is fixed, so only one Create succeeds and the others read
-// what it wrote. reader must not be a cache.
+// what it wrote. A missing root key is never replaced while sealed Secrets
+// exist in namespace: that is a *MissingRootKeyError. reader must not be a
+// cache.
 func LoadOrCreateLocal(ctx context.Context, c client.Client, reader client.Reader, namespace string, random io.Reader) (*AESGCM, error) {
 	key := types.NamespacedName{Namespace: namespace, Name: RootKeySecretName}
 	secret := &corev1.Secret{}
 	err := reader.Get(ctx, key, secret)
 	if apierrors.IsNotFound(err) {
+		if err := refuseNewRootKey(ctx, reader, key); err != nil {
+			return nil, err
+		}
 		secret, err = createRootKey(ctx, c, reader, key, random)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load root key Secret %s: %w", key, err)
 	}
 	return localFromSecret(secret)
+}
+
+// refuseNewRootKey fails when any Secret of the namespace is sealed: by type,
+// not by label, so a sealed Secret whose labels were edited still counts.
+// Only metadata is listed; the sealed blobs stay on the server.
+func refuseNewRootKey(ctx context.Context, reader client.Reader, key types.NamespacedName) error {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := reader.List(ctx, list, client.InNamespace(key.Namespace), client.MatchingFields{"type": string(SealedSecretType)}); err != nil {
+		return fmt.Errorf("root key Secret %s is missing; list sealed Secrets to see whether a new one may be created: %w", key, err)
+	}
+	if n := len(list.Items); n > 0 {
+		return &MissingRootKeyError{Namespace: key.Namespace, Name: key.Name, Sealed: n}
+	}
+	return nil
 }
 
 func createRootKey(ctx context.Context, c client.Client, reader client.Reader, key types.NamespacedName, random io.Reader) (*corev1.Secret, error) {

@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -385,19 +384,20 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "imported"},
 			Spec: kmsv1alpha1.KeySpec{Origin: kmsv1alpha1.KeyOriginExternal, Import: &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "wrapped"}}}}
 		Expect(admin.Create(ctx, key)).To(Succeed())
-		var params *kmsv1alpha1.KeyImportParameters
-		Eventually(func(g Gomega) {
-			g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(key), key)).To(Succeed())
-			params = key.Status.ImportParameters
-			g.Expect(params).NotTo(BeNil())
+		// The import token is not in status: a key admin (the chart's
+		// kubekms-key-admin role) gets it from the data plane.
+		kms, kctx := dataPlane(ctx, grpcA, ns.Name, "keyadmin", "kubekms-key-admin")
+		var params *kmsv1.GetParametersForImportResponse
+		Eventually(func() (err error) {
+			params, err = kms.GetParametersForImport(kctx, &kmsv1.GetParametersForImportRequest{KeyId: "imported"})
+			return err
 		}, time.Minute).Should(Succeed())
-		block, _ := pem.Decode([]byte(params.WrappingPublicKey))
-		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		pub, err := x509.ParsePKIXPublicKey(params.PublicKey)
 		Expect(err).NotTo(HaveOccurred())
 		wrapped, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub.(*rsa.PublicKey), make([]byte, 32), nil)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(admin.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "wrapped"},
-			Data: map[string][]byte{"wrappedKeyMaterial": wrapped, "importToken": []byte(params.ImportToken)}})).To(Succeed())
+			Data: map[string][]byte{"wrappedKeyMaterial": wrapped, "importToken": params.ImportToken}})).To(Succeed())
 
 		Eventually(func(g Gomega) {
 			g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(key), key)).To(Succeed())
@@ -502,6 +502,33 @@ func waitVersion(ctx context.Context, key *kmsv1alpha1.Key, version int32) *kmsv
 		g.Expect(got.Status.CurrentVersion).To(Equal(version))
 	}, time.Minute).Should(Succeed())
 	return got
+}
+
+// dataPlane is a client of the data plane at addr, calling as ServiceAccount
+// sa of ns bound there to the chart's ClusterRole role, trusting the CA the
+// manager publishes into ns.
+func dataPlane(ctx context.Context, addr, ns, sa, role string) (kmsv1.KeyManagementServiceClient, context.Context) {
+	GinkgoHelper()
+	Expect(admin.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})).To(Succeed())
+	Expect(admin.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: sa}},
+	})).To(Succeed())
+	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"kubekms"}},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	cm := &corev1.ConfigMap{}
+	Eventually(func() error {
+		return admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kubekms-ca.crt"}, cm)
+	}).Should(Succeed())
+	pool := x509.NewCertPool()
+	Expect(pool.AppendCertsFromPEM([]byte(cm.Data["ca.crt"]))).To(BeTrue())
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(conn.Close)
+	return kmsv1.NewKeyManagementServiceClient(conn), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr.Status.Token)
 }
 
 func freeAddr() string {
