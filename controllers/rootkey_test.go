@@ -86,7 +86,7 @@ var _ = Describe("A missing local root key", func() {
 		deleteRootKey(ctx, ns)
 
 		_, err = seal.LoadOrCreateLocal(ctx, k8sClient, k8sClient, ns, rand.Reader)
-		Expect(err).To(MatchError(ContainSubstring("is missing but 1 sealed Secrets")))
+		Expect(err).To(MatchError(ContainSubstring("is missing but 1 sealed Secret (type")))
 		expectNoRootKey(ctx, ns)
 	})
 
@@ -101,7 +101,7 @@ var _ = Describe("A missing local root key", func() {
 		deleteRootKey(ctx, ns)
 
 		_, err = seal.LoadOrCreateLocal(ctx, k8sClient, k8sClient, ns, rand.Reader)
-		Expect(err).To(MatchError(ContainSubstring("is missing but 1 sealed Secrets")))
+		Expect(err).To(MatchError(ContainSubstring("is missing but 1 sealed Secret (type")))
 		expectNoRootKey(ctx, ns)
 	})
 

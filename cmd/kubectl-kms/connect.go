@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -72,11 +76,18 @@ func (c *connection) client(ctx context.Context) (*kmsclient.Client, error) {
 	return kmsclient.New(cfg)
 }
 
-// tokenSource picks the caller's token: --token or KUBEKMS_TOKEN; else a
-// short-lived token requested for --service-account (audience kubekms);
-// else the kubeconfig's bearer token.
+// tokenSource picks the caller's token: --kms-token or KUBEKMS_TOKEN; else
+// a short-lived token requested for --service-account (audience kubekms);
+// else the kubeconfig's bearer token. A token the CLI did not request
+// itself is sent only if it was minted for kubekms (mintedForKubekms): a
+// kubeconfig token is usually a credential for the whole API server, and
+// the data plane (or whatever listens at --address) must never get one.
 func (c *connection) tokenSource(ctx context.Context) (kmsclient.TokenSource, error) {
 	if t := firstOf(c.token, os.Getenv("KUBEKMS_TOKEN")); t != "" {
+		if why := mintedForKubekms(t); why != "" {
+			return nil, fmt.Errorf("refusing to send the token of --kms-token (or $KUBEKMS_TOKEN): %s. "+
+				"Mint one for kubekms: kubectl create token SERVICEACCOUNT --audience kubekms, or pass --service-account SERVICEACCOUNT instead", why)
+		}
 		return kmsclient.StaticToken(t), nil
 	}
 	restConfig, err := c.kube.ToRESTConfig()
@@ -93,24 +104,69 @@ func (c *connection) tokenSource(ctx context.Context) (kmsclient.TokenSource, er
 			return nil, err
 		}
 		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, c.serviceAccount, &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"kubekms"}, ExpirationSeconds: new(int64(600))},
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{kmsAudience}, ExpirationSeconds: new(int64(600))},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("request a token for ServiceAccount %s/%s: %w", ns, c.serviceAccount, err)
 		}
 		return kmsclient.StaticToken(tr.Status.Token), nil
 	}
-	if restConfig.BearerToken != "" {
-		return kmsclient.StaticToken(restConfig.BearerToken), nil
-	}
-	if restConfig.BearerTokenFile != "" {
+	token := restConfig.BearerToken
+	if token == "" && restConfig.BearerTokenFile != "" {
 		b, err := os.ReadFile(restConfig.BearerTokenFile)
 		if err != nil {
 			return nil, err
 		}
-		return kmsclient.StaticToken(string(b)), nil
+		token = strings.TrimSpace(string(b))
 	}
-	return nil, errors.New("no token: pass --service-account NAME (a token with audience kubekms is requested for it), --kms-token, or use a kubeconfig with a bearer token")
+	if token == "" {
+		return nil, errors.New("no token: pass --service-account SERVICEACCOUNT (a token with audience kubekms is requested for it) or --kms-token with a token minted for audience kubekms")
+	}
+	if why := mintedForKubekms(token); why != "" {
+		return nil, fmt.Errorf("refusing to send the kubeconfig's bearer token to kubekms: %s, so it is a credential for the API server, not for kubekms. "+
+			"Pass --service-account SERVICEACCOUNT to act as a ServiceAccount of the namespace (the CLI requests a 10-minute token with audience kubekms for it), "+
+			"or --kms-token with a token minted for audience kubekms (kubectl create token SERVICEACCOUNT --audience kubekms)", why)
+	}
+	return kmsclient.StaticToken(token), nil
+}
+
+// kmsAudience is the audience a token for the data plane carries.
+const kmsAudience = "kubekms"
+
+// mintedForKubekms says why a token is not one to send to kubekms, or ""
+// when it is: a JWT whose aud claim names kubekms. The claim is read without
+// verifying the signature; this only decides whether to send the token (the
+// service verifies it). A token that is not a JWT cannot show an audience,
+// so it is not sent either.
+func mintedForKubekms(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "it is not a JWT, so it cannot show that it was minted for audience kubekms"
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "it is not a JWT, so it cannot show that it was minted for audience kubekms"
+	}
+	var claims struct {
+		Aud json.RawMessage `json:"aud"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "it is not a JWT, so it cannot show that it was minted for audience kubekms"
+	}
+	var auds []string
+	if err := json.Unmarshal(claims.Aud, &auds); err != nil {
+		var one string
+		if json.Unmarshal(claims.Aud, &one) == nil && one != "" {
+			auds = []string{one}
+		}
+	}
+	switch {
+	case slices.Contains(auds, kmsAudience):
+		return ""
+	case len(auds) == 0:
+		return "it names no audience"
+	}
+	return fmt.Sprintf("its audience is %s, not %s", strings.Join(auds, ", "), kmsAudience)
 }
 
 // portForward reaches a ready manager pod through the API server, as

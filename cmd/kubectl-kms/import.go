@@ -127,7 +127,7 @@ func getParametersForImportCmd(conn *connection, s io3) *cobra.Command {
 (GetParametersForImport: you need that action under the key's policy, or RBAC
 verb getparametersforimport on the key). The import token is base64 here;
 decode it into the import Secret's importToken. The parameters stay the same
-until they expire; then the manager makes new ones.`,
+until they expire or an import uses them; then the manager makes new ones.`,
 		Example: `  kubectl kms get-parameters-for-import byok -o json > params.json
   jq -r .publicKeyPem params.json > wrapping.pem
   jq -r .importToken params.json | base64 -d > token.bin`,

@@ -24,6 +24,7 @@ import (
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/kmsclient"
+	"github.com/kubekms/kubekms/internal/policy"
 )
 
 // maxInput bounds what the CLI reads: larger data belongs in a file
@@ -470,16 +471,10 @@ func canICmd(conn *connection, s io3) *cobra.Command {
 }
 
 // canonicalAction turns "decrypt" or "generate-data-key" into the
-// operation name (Decrypt, GenerateDataKey).
+// action's name (Decrypt, GenerateDataKey); the service refuses other names.
 func canonicalAction(a string) string {
-	known := []string{"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-		"GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GetPublicKey", "GenerateMac", "VerifyMac",
-		"DescribeKey", "GetParametersForImport", "Administer", "Rotate", "Disable", "ScheduleDeletion", "PutPolicy", "CreateGrant"}
-	flat := strings.ReplaceAll(a, "-", "")
-	for _, k := range known {
-		if strings.EqualFold(k, flat) {
-			return k
-		}
+	if name, ok := policy.CanonicalAction(a); ok {
+		return name
 	}
 	return a
 }

@@ -12,7 +12,7 @@ import (
 type DeletedPolicy struct {
 	// Name and Spec of the KeyPolicy that governed the key; Spec nil means
 	// the default policy (RBAC).
-	Name string                      `json:"name,omitempty"`
+	Name string                     `json:"name,omitempty"`
 	Spec *kmsv1alpha1.KeyPolicySpec `json:"spec,omitempty"`
 	// TooLarge: the policy did not fit in a record; a restore then needs
 	// the RBAC verb restore, as for the default policy, and brings the key

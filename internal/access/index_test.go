@@ -263,10 +263,10 @@ func TestBoundKey(t *testing.T) {
 		wantUID types.UID
 		wantOK  bool
 	}{
-		"bound":                   {refs: []metav1.OwnerReference{KeyOwnerReference(key)}, keyName: "payments", wantUID: "uid-1", wantOK: true},
-		"bound among other kinds": {refs: []metav1.OwnerReference{other, KeyOwnerReference(key)}, keyName: "payments", wantUID: "uid-1", wantOK: true},
-		"no reference":            {keyName: "payments"},
-		"another kind only":       {refs: []metav1.OwnerReference{other}, keyName: "payments"},
+		"bound":                    {refs: []metav1.OwnerReference{KeyOwnerReference(key)}, keyName: "payments", wantUID: "uid-1", wantOK: true},
+		"bound among other kinds":  {refs: []metav1.OwnerReference{other, KeyOwnerReference(key)}, keyName: "payments", wantUID: "uid-1", wantOK: true},
+		"no reference":             {keyName: "payments"},
+		"another kind only":        {refs: []metav1.OwnerReference{other}, keyName: "payments"},
 		"keyRef names another key": {refs: []metav1.OwnerReference{KeyOwnerReference(key)}, keyName: "orders"},
 		"two keys": {refs: []metav1.OwnerReference{KeyOwnerReference(key),
 			{APIVersion: KeyAPIVersion, Kind: KeyKind, Name: "orders", UID: "uid-2"}}, keyName: "payments"},

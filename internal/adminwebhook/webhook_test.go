@@ -45,14 +45,16 @@ func TestKeyActions(t *testing.T) {
 		bySelf      bool
 		wantActions []string
 	}{
-		"no change":                      {mutate: func(*kmsv1alpha1.Key) {}},
-		"labels are not an admin act":    {mutate: func(k *kmsv1alpha1.Key) { k.Labels = map[string]string{"team": "a"} }},
-		"rotate":                         {mutate: func(k *kmsv1alpha1.Key) { k.Annotations = map[string]string{kmsv1alpha1.RotateAnnotation: "1"} }, wantActions: []string{"Rotate"}},
-		"disable":                        {mutate: func(k *kmsv1alpha1.Key) { k.Spec.State = kmsv1alpha1.KeyDesiredDisabled }, wantActions: []string{"Disable"}},
-		"description":                    {mutate: func(k *kmsv1alpha1.Key) { k.Spec.Description = "x" }, wantActions: []string{"Administer"}},
-		"a user removes the finalizer":   {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = nil }, wantActions: []string{"ScheduleDeletion"}},
-		"the manager removes it":         {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = nil }, bySelf: true},
-		"an import request":              {mutate: func(k *kmsv1alpha1.Key) { k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "s"}} }, wantActions: []string{"ImportKeyMaterial"}},
+		"no change":                    {mutate: func(*kmsv1alpha1.Key) {}},
+		"labels are not an admin act":  {mutate: func(k *kmsv1alpha1.Key) { k.Labels = map[string]string{"team": "a"} }},
+		"rotate":                       {mutate: func(k *kmsv1alpha1.Key) { k.Annotations = map[string]string{kmsv1alpha1.RotateAnnotation: "1"} }, wantActions: []string{"Rotate"}},
+		"disable":                      {mutate: func(k *kmsv1alpha1.Key) { k.Spec.State = kmsv1alpha1.KeyDesiredDisabled }, wantActions: []string{"Disable"}},
+		"description":                  {mutate: func(k *kmsv1alpha1.Key) { k.Spec.Description = "x" }, wantActions: []string{"Administer"}},
+		"a user removes the finalizer": {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = nil }, wantActions: []string{"ScheduleDeletion"}},
+		"the manager removes it":       {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = nil }, bySelf: true},
+		"an import request": {mutate: func(k *kmsv1alpha1.Key) {
+			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "s"}}
+		}, wantActions: []string{"ImportKeyMaterial"}},
 		"an import request and validTo": {mutate: func(k *kmsv1alpha1.Key) {
 			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "s"}, ValidTo: &metav1.Time{}}
 		}, wantActions: []string{"ImportKeyMaterial", "Administer"}},

@@ -212,7 +212,9 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 		enc, err := kms.Encrypt(api, &kmsv1.EncryptRequest{KeyId: "payments", Plaintext: []byte("card")})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(k8sClient.Delete(ctx, k)).To(Succeed())
-		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(k), &kmsv1alpha1.Key{})) }).Should(BeTrue())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(k), &kmsv1alpha1.Key{}))
+		}).Should(BeTrue())
 
 		By("an editor who may create Keys, not in the policy, restores it under a new name")
 		mallory := as(ctx, ns, "mallory-"+ns, editKMS, rbacv1.PolicyRule{APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, Verbs: []string{"restore", "cancelkeydeletion"}})
@@ -250,7 +252,9 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 	It("4: restoring a deleted default-policy key needs the RBAC verb restore", func(ctx SpecContext) {
 		k := newReadyKey(ctx, ns, "plain")
 		Expect(k8sClient.Delete(ctx, k)).To(Succeed())
-		Eventually(func() bool { return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(k), &kmsv1alpha1.Key{})) }).Should(BeTrue())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(k), &kmsv1alpha1.Key{}))
+		}).Should(BeTrue())
 		editor := as(ctx, ns, "editor-"+ns, editKMS)
 		err := editor.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mine"}, Spec: kmsv1alpha1.KeySpec{RestoreFrom: k.Status.KeyID}})
 		Expect(err).To(MatchError(ContainSubstring("may not restore deleted key " + ns + "/plain")))

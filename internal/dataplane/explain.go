@@ -6,6 +6,7 @@ import (
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/policy"
 )
 
 // ExplainAccess answers "may principal P do action A on key K with context
@@ -17,6 +18,13 @@ func (s *Server) ExplainAccess(ctx context.Context, req *kmsv1.ExplainAccessRequ
 	if req.Action == "" {
 		return nil, errValidation("action is required, e.g. Decrypt")
 	}
+	// Only kubekms actions: the action becomes an RBAC verb, and any other
+	// string would ask RBAC about verbs like delete or escalate on keys.
+	action, ok := policy.CanonicalAction(req.Action)
+	if !ok {
+		return nil, errValidation("action %.64q is not a kubekms action; one of: %s", req.Action, strings.Join(policy.Actions, ", "))
+	}
+	req.Action = action
 	if err := checkContext("encryption_context", req.EncryptionContext); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -147,18 +148,24 @@ func (o Options) throttle(ctx context.Context, req any, info *grpc.UnaryServerIn
 	return handler(ctx, req)
 }
 
-// classOf is an operation's quota class: operations of asymmetric keys
-// count as rsa or ecc by the key they name, the rest as symmetric.
+// classOf is an operation's quota class: an operation that names a key
+// counts in its key's class (rsa, ecc or symmetric, by key spec), whatever
+// the operation, so an RSA Encrypt or Decrypt is not a cheap symmetric call;
+// an operation that names none (GenerateRandom, a Decrypt with only a
+// ciphertext, whose header names a symmetric key) counts as symmetric. The
+// key is resolved here once for the call; the handler uses it.
 func (o Options) classOf(ctx context.Context, op string, req any) quota.Class {
-	switch op {
-	case "Sign", "Verify", "GetPublicKey":
-		if o.Keys != nil {
-			if k, err := o.Keys.Resolve(principal(ctx).Namespace, requestedKey(req)); err == nil {
-				return quota.Class(keyClass(string(k.KeySpec)))
-			}
-		}
+	ref := requestedKey(req)
+	if ref == "" || o.Keys == nil {
+		return quota.Symmetric
 	}
-	return quota.Symmetric
+	c := callOf(ctx)
+	k, err := o.Keys.Resolve(c.principal.Namespace, ref)
+	if err != nil {
+		return quota.Symmetric
+	}
+	c.resolved, c.resolvedRef = k, ref
+	return quota.Class(keyClass(string(k.KeySpec)))
 }
 
 // record gives every KeyManagementService call its state and writes its
@@ -171,19 +178,28 @@ func (o Options) record(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	op := info.FullMethod[len(servicePrefix):]
 	rec := &audit.Record{
 		AuditVersion: audit.Version, EventTime: time.Now().UTC(), RequestID: audit.NewRequestID(), EventName: op,
-		RequestedKey: requestedKey(req), EncryptionContextKeys: contextKeys(req),
+		RequestedKey: truncate(requestedKey(req), MaxKeyIDLength), EncryptionContextKeys: contextKeys(req),
 	}
 	c := &call{principal: &authn.Principal{}, record: rec}
 	if p, ok := peer.FromContext(ctx); ok {
 		rec.SourceAddress = p.Addr.String()
 		c.from = p.Addr
 	}
-	resp, err := handler(withCall(ctx, c), req)
+	// Key references are bounded before any authentication work.
+	err := checkKeyIDs(req)
+	var resp any
+	if err == nil {
+		resp, err = handler(withCall(ctx, c), req)
+	}
 	rec.Outcome, rec.ErrorCode = outcome(err)
 	if rec.Key == nil && rec.RequestedKey != "" && c.principal.Username != "" && o.Keys != nil {
 		// Refused before the handler resolved it (throttled): name the key
 		// the caller asked for, so the audit record and the Key's Events show it.
-		if key, err := o.Keys.Resolve(c.principal.Namespace, rec.RequestedKey); err == nil {
+		key, err := c.resolved, error(nil)
+		if key == nil {
+			key, err = o.Keys.Resolve(c.principal.Namespace, rec.RequestedKey)
+		}
+		if err == nil {
 			rec.Key = &audit.KeyRef{Namespace: key.Namespace, Name: key.Name, KeyID: key.KeyIDString}
 			c.keyUID = key.UID
 		}
@@ -218,6 +234,42 @@ func outcome(err error) (string, string) {
 		return audit.Error, status.Code(err).String()
 	}
 	return audit.Error, reason
+}
+
+// MaxKeyIDLength bounds key_id, source_key_id and destination_key_id, as
+// AWS bounds KeyId.
+const MaxKeyIDLength = 2048
+
+// checkKeyIDs refuses a key reference longer than MaxKeyIDLength, naming
+// the field. It is cheap, so it runs before authentication.
+func checkKeyIDs(req any) error {
+	check := func(field, v string) error {
+		if len(v) > MaxKeyIDLength {
+			return errValidation("%s must be at most %d bytes, got %d", field, MaxKeyIDLength, len(v))
+		}
+		return nil
+	}
+	if r, ok := req.(interface{ GetKeyId() string }); ok {
+		return check("key_id", r.GetKeyId())
+	}
+	if r, ok := req.(*kmsv1.ReEncryptRequest); ok {
+		if err := check("source_key_id", r.GetSourceKeyId()); err != nil {
+			return err
+		}
+		return check("destination_key_id", r.GetDestinationKeyId())
+	}
+	return nil
+}
+
+// truncate cuts s to at most n bytes, on a UTF-8 boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func requestedKey(req any) string {

@@ -37,8 +37,15 @@ func (s *Server) rsaEncrypt(ctx context.Context, req *kmsv1.EncryptRequest) (*km
 	return &kmsv1.EncryptResponse{CiphertextBlob: ct, KeyId: key.KeyIDString, KeyVersion: key.CurrentVersion, EncryptionAlgorithm: req.EncryptionAlgorithm}, nil
 }
 
+// maxRSADecryptVersions bounds how many versions an RSA Decrypt tries,
+// newest first: an OAEP ciphertext does not say which version made it, and
+// each try is a private-key operation (about 1.5 ms for RSA_2048, 15 ms for
+// RSA_4096), so a garbage ciphertext must not cost many. AWS does not rotate
+// RSA keys at all; see docs/dataplane.md for what this means for rotation.
+const maxRSADecryptVersions = 4
+
 // rsaDecrypt is Decrypt with an RSA key, which the caller must name (the
-// ciphertext does not); the newest maxVerifyVersions versions are tried.
+// ciphertext does not); the newest maxRSADecryptVersions versions are tried.
 func (s *Server) rsaDecrypt(ctx context.Context, req *kmsv1.DecryptRequest) (*kmsv1.DecryptResponse, error) {
 	if req.KeyId == "" {
 		return nil, errValidation("key_id is required to decrypt with %s", req.EncryptionAlgorithm)
@@ -56,7 +63,7 @@ func (s *Server) rsaDecrypt(ctx context.Context, req *kmsv1.DecryptRequest) (*km
 	if _, err := s.rsaKey(ctx, key, key.CurrentVersion); err != nil {
 		return nil, err
 	}
-	for v := key.CurrentVersion; v >= 1 && v+maxVerifyVersions > key.CurrentVersion; v-- {
+	for v := key.CurrentVersion; v >= 1 && v+maxRSADecryptVersions > key.CurrentVersion; v-- {
 		priv, err := s.rsaKey(ctx, key, v)
 		if err != nil {
 			continue

@@ -1,10 +1,14 @@
 // Package keyring is the data plane's view of keys: an index of Keys by name
 // and by keyID, fed by the manager's informer, and the unsealed version keys,
 // held in memory only and loaded on first use. A version not seen yet (just
-// rotated on another replica) is read fresh from the API server, not refused.
+// rotated on another replica) is read fresh from the API server, not refused;
+// one the API server does not have either is remembered as missing for a
+// second (MissTTL) or until the Key's current version changes, so made-up
+// versions in ciphertext headers cannot each cost a read.
 package keyring
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +16,10 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/crypto"
@@ -67,6 +73,32 @@ type Keyring struct {
 	// parsed holds what callers derived from a version's material (parsed
 	// private keys), dropped with the material.
 	parsed map[versionRef]any
+	// missing remembers, for MissTTL, the versions the loader did not find,
+	// so a ciphertext header naming a version that does not exist does not
+	// cost a read from the API server on every call. At most maxMisses.
+	missing map[versionRef]miss
+
+	// MissTTL is how long a version not found stays not found (default
+	// DefaultMissTTL), unless the Key's current version changes first: a
+	// version just made on another replica is read again as soon as this
+	// replica's informer has seen it, and at the latest after MissTTL.
+	MissTTL time.Duration
+	// Clock decides when a miss expires; nil is the real clock.
+	Clock clock.PassiveClock
+}
+
+// DefaultMissTTL is how long a version not found is remembered.
+const DefaultMissTTL = time.Second
+
+// maxMisses bounds the versions remembered as not found.
+const maxMisses = 4096
+
+// miss is a version the loader did not find.
+type miss struct {
+	until time.Time
+	// current is the Key's current version when it was not found.
+	current uint32
+	err     error
 }
 
 type loadCall struct {
@@ -252,6 +284,13 @@ func (k *Keyring) VersionKey(ctx context.Context, key *Key, version uint32) ([]b
 		k.matMu.Unlock()
 		return m, nil
 	}
+	if m, ok := k.missing[ref]; ok {
+		if m.current == key.CurrentVersion && k.now().Before(m.until) {
+			k.matMu.Unlock()
+			return nil, fmt.Errorf("key %s version %d: %w", key.KeyIDString, version, m.err)
+		}
+		delete(k.missing, ref)
+	}
 	call, running := k.loading[ref]
 	if !running {
 		call = &loadCall{done: make(chan struct{})}
@@ -263,8 +302,11 @@ func (k *Keyring) VersionKey(ctx context.Context, key *Key, version uint32) ([]b
 		call.key, call.err = k.load(context.WithoutCancel(ctx), key.KeyIDString, int32(version), string(key.KeySpec))
 		k.matMu.Lock()
 		delete(k.loading, ref)
-		if call.err == nil {
+		switch {
+		case call.err == nil:
 			k.materials[ref] = call.key
+		case apierrors.IsNotFound(call.err):
+			k.rememberMissLocked(ref, miss{until: k.now().Add(cmp.Or(k.MissTTL, DefaultMissTTL)), current: key.CurrentVersion, err: call.err})
 		}
 		k.matMu.Unlock()
 		close(call.done)
@@ -278,6 +320,36 @@ func (k *Keyring) VersionKey(ctx context.Context, key *Key, version uint32) ([]b
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// rememberMissLocked records a version not found, dropping expired ones
+// (and, if still full, any one) to stay within maxMisses.
+func (k *Keyring) rememberMissLocked(ref versionRef, m miss) {
+	if k.missing == nil {
+		k.missing = map[versionRef]miss{}
+	}
+	if len(k.missing) >= maxMisses {
+		now := k.now()
+		for r, old := range k.missing {
+			if !now.Before(old.until) {
+				delete(k.missing, r)
+			}
+		}
+		for r := range k.missing {
+			if len(k.missing) < maxMisses {
+				break
+			}
+			delete(k.missing, r)
+		}
+	}
+	k.missing[ref] = m
+}
+
+func (k *Keyring) now() time.Time {
+	if k.Clock == nil {
+		return time.Now()
+	}
+	return k.Clock.Now()
 }
 
 // EventHandler keeps the keyring in step with an informer of Keys.

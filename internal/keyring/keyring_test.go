@@ -2,9 +2,15 @@ package keyring
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/crypto"
@@ -87,5 +93,71 @@ func TestNoKeyDisplacesAnotherKeysID(t *testing.T) {
 	k.Upsert(renamed)
 	if _, err := k.ByID(parsed); err == nil {
 		t.Fatalf("the old keyID still resolves after the Key moved off it")
+	}
+}
+
+// A version the API server does not have costs one read per MissTTL, not
+// one per call; a version just made elsewhere is read again as soon as the
+// Key's current version moves, or after MissTTL at the latest.
+func TestMissingVersionsAreRememberedBriefly(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	loads := map[int32]int{}
+	exists := map[int32]bool{1: true}
+	k := New(func(_ context.Context, _ string, version int32, _ string) ([]byte, error) {
+		loads[version]++
+		if !exists[version] {
+			return nil, fmt.Errorf("load: %w", apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, "v"))
+		}
+		return []byte("material"), nil
+	})
+	k.Clock = clk
+	obj := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "payments"},
+		Status: kmsv1alpha1.KeyStatus{KeyID: "8d5c4e8a-1111-4222-8333-944455556666", State: kmsv1alpha1.KeyStateEnabled, CurrentVersion: 1}}
+	k.Upsert(obj)
+	key, _ := k.Resolve("shop", "payments")
+
+	for range 50 {
+		if _, err := k.VersionKey(context.Background(), key, 7); !apierrors.IsNotFound(err) {
+			t.Fatalf("err = %v, want not found", err)
+		}
+	}
+	if loads[7] != 1 {
+		t.Fatalf("a missing version was read %d times, want once", loads[7])
+	}
+	clk.Step(DefaultMissTTL)
+	_, _ = k.VersionKey(context.Background(), key, 7)
+	if loads[7] != 2 {
+		t.Fatalf("reads after MissTTL = %d, want 2", loads[7])
+	}
+
+	// An attacker asks for the next version before it exists. asks for the next version before it exists")
+	_, _ = k.VersionKey(context.Background(), key, 2)
+	exists[2] = true
+	obj.Status.CurrentVersion = 2
+	k.Upsert(obj)
+	key, _ = k.Resolve("shop", "payments")
+	if _, err := k.VersionKey(context.Background(), key, 2); err != nil {
+		t.Fatalf("after the rotation reached the informer, version 2: %v", err)
+	}
+
+	// Other errors are not remembered.
+	k2 := New(func(context.Context, string, int32, string) ([]byte, error) {
+		loads[99]++
+		return nil, errors.New("connection refused")
+	})
+	k2.Upsert(obj)
+	key2, _ := k2.Resolve("shop", "payments")
+	_, _ = k2.VersionKey(context.Background(), key2, 1)
+	_, _ = k2.VersionKey(context.Background(), key2, 1)
+	if loads[99] != 2 {
+		t.Fatalf("an outage was remembered as a missing version")
+	}
+
+	// The memory is bounded.
+	for v := range uint32(3 * maxMisses) {
+		_, _ = k.VersionKey(context.Background(), key, 1000+v)
+	}
+	if n := len(k.missing); n > maxMisses {
+		t.Fatalf("%d missing versions remembered, want at most %d", n, maxMisses)
 	}
 }

@@ -57,11 +57,15 @@ type MissingRootKeyError struct {
 }
 
 func (e *MissingRootKeyError) Error() string {
-	return fmt.Sprintf("root key Secret %s/%s is missing but %d sealed Secrets (type %s) in namespace %s depend on it: "+
+	secrets, depend := "Secrets", "depend"
+	if e.Sealed == 1 {
+		secrets, depend = "Secret", "depends"
+	}
+	return fmt.Sprintf("root key Secret %s/%s is missing but %d sealed %s (type %s) in namespace %s %s on it: "+
 		"restore Secret %s in namespace %s from your backup, then restart the manager. "+
 		"A new root key could not unseal them, so none is created; only if that backup is lost for good, "+
 		"delete those Secrets (every key they hold is lost) and restart to begin with a new root key",
-		e.Namespace, e.Name, e.Sealed, SealedSecretType, e.Namespace, e.Name, e.Namespace)
+		e.Namespace, e.Name, e.Sealed, secrets, SealedSecretType, e.Namespace, depend, e.Name, e.Namespace)
 }
 
 // LoadOrCreateLocal returns the local sealer, creating the root key Secret

@@ -167,8 +167,10 @@ var _ = Describe("The Helm chart", func() {
 			}
 			found = true
 			Expect(mwc.Name).To(Equal("kubekms-mutating-webhook-configuration"))
-			Expect(mwc.Webhooks).To(HaveLen(1))
-			w := mwc.Webhooks[0]
+			Expect(mwc.Webhooks).To(HaveLen(2), "the pod injector and the binder of KeyPolicies and KeyGrants")
+			i := slices.IndexFunc(mwc.Webhooks, func(w admissionregistrationv1.MutatingWebhook) bool { return w.Name == "inject.kms.kubekms.io" })
+			Expect(i).To(BeNumerically(">=", 0))
+			w := mwc.Webhooks[i]
 			Expect(*w.TimeoutSeconds).To(BeNumerically("<=", 5))
 			Expect(*w.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
 			Expect(w.NamespaceSelector.MatchExpressions).To(ContainElement(HaveField("Values", ConsistOf("kms-other", "kube-system"))))
@@ -179,6 +181,36 @@ var _ = Describe("The Helm chart", func() {
 		Expect(found).To(BeTrue(), "the chart has the pod injector")
 		Expect(out).To(ContainSubstring("--agent-image=kubekms:"), "the agent image defaults to the manager's")
 		Expect(out).To(ContainSubstring("--agent-memory-limit=32Mi"))
+	})
+
+	It("keeps the key webhooks failing closed when the pod injector's failure policy is Ignore (issue 12, finding 6)", func() {
+		out, err := run(helm, "template", "kubekms", "charts/kubekms", "--set", "webhook.failurePolicy=Ignore",
+			"--show-only", "templates/generated/webhook.yaml")
+		Expect(err).NotTo(HaveOccurred(), out)
+		policies := map[string]admissionregistrationv1.FailurePolicyType{}
+		for _, doc := range strings.Split(out, "\n---\n") {
+			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+			Expect(yaml.Unmarshal([]byte(doc), mwc)).To(Succeed())
+			switch mwc.Kind {
+			case "MutatingWebhookConfiguration":
+				for _, w := range mwc.Webhooks {
+					policies[w.Name] = *w.FailurePolicy
+				}
+			case "ValidatingWebhookConfiguration":
+				vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+				Expect(yaml.Unmarshal([]byte(doc), vwc)).To(Succeed())
+				for _, w := range vwc.Webhooks {
+					policies[w.Name] = *w.FailurePolicy
+				}
+			}
+		}
+		Expect(policies).To(Equal(map[string]admissionregistrationv1.FailurePolicyType{
+			"inject.kms.kubekms.io":     admissionregistrationv1.Ignore,
+			"mbind.kms.kubekms.io":      admissionregistrationv1.Fail,
+			"vkey.kms.kubekms.io":       admissionregistrationv1.Fail,
+			"vkeypolicy.kms.kubekms.io": admissionregistrationv1.Fail,
+			"vkeygrant.kms.kubekms.io":  admissionregistrationv1.Fail,
+		}))
 	})
 
 	It("renders a non-trivial values file into manifests the API server accepts", func() {
