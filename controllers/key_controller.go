@@ -124,6 +124,9 @@ func (r *KeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		if err := r.ensureVersions(ctx, key, &obs); err != nil {
 			return ctrl.Result{}, err
 		}
+		if err := r.recordPolicy(ctx, key, obs.versions); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 
 	status := computeStatus(key, obs)
@@ -243,6 +246,42 @@ func (r *KeyReconciler) restore(ctx context.Context, key *kmsv1alpha1.Key, obs *
 	}
 	r.Recorder.Eventf(key, nil, corev1.EventTypeNormal, ReasonRestored, ActionRestore,
 		"Restored key %s with %d versions", obs.keyID, len(obs.versions))
+	return nil
+}
+
+// governingPolicy is the KeyPolicy governing key now (nil: the default policy).
+func (r *KeyReconciler) governingPolicy(ctx context.Context, key *kmsv1alpha1.Key) (*kmsv1alpha1.KeyPolicy, error) {
+	policies := &kmsv1alpha1.KeyPolicyList{}
+	if err := r.List(ctx, policies, client.InNamespace(key.Namespace)); err != nil {
+		return nil, err
+	}
+	return access.Governing(policies.Items, key.Namespace, key.UID), nil
+}
+
+// recordPolicy keeps the record of the key's policy on its live versions
+// current, so a deletion finds it even when the KeyPolicy went first. While
+// the key's namespace is being deleted the record is not touched: its
+// policies are deleted before it, and that is no change of policy.
+func (r *KeyReconciler) recordPolicy(ctx context.Context, key *kmsv1alpha1.Key, versions []keystore.Version) error {
+	if len(versions) == 0 {
+		return nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, types.NamespacedName{Name: key.Namespace}, ns); err != nil || !ns.DeletionTimestamp.IsZero() {
+		return client.IgnoreNotFound(err)
+	}
+	pol, err := r.governingPolicy(ctx, key)
+	if err != nil {
+		return err
+	}
+	record := access.RecordPolicy(pol)
+	for _, v := range versions {
+		if v.DeletedPolicy != record {
+			if err := r.Store.RecordPolicy(ctx, v, record); err != nil {
+				return fmt.Errorf("record the key's policy: %w", err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -373,12 +412,17 @@ func (r *KeyReconciler) reconcileDelete(ctx context.Context, key *kmsv1alpha1.Ke
 	record := ""
 	if len(active) > 0 {
 		// The policy goes with the Key (garbage collector); a restore is
-		// checked under, and comes back under, this record of it.
-		policies := &kmsv1alpha1.KeyPolicyList{}
-		if err := r.List(ctx, policies, client.InNamespace(key.Namespace)); err != nil {
+		// checked under, and comes back under, this record of it. A policy
+		// already gone (its namespace is being deleted) leaves the record
+		// the versions carry.
+		pol, err := r.governingPolicy(ctx, key)
+		if err != nil {
 			return err
 		}
-		record = access.RecordPolicy(access.Governing(policies.Items, key.Namespace, key.UID))
+		record = active[len(active)-1].DeletedPolicy
+		if pol != nil || record == "" {
+			record = access.RecordPolicy(pol)
+		}
 	}
 	for _, v := range active {
 		if err := r.Store.Tombstone(ctx, v, destroyAfter, record); err != nil {
@@ -445,6 +489,7 @@ func (r *KeyReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Optio
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kmsv1alpha1.Key{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(keyForMaterial)).
+		Watches(&kmsv1alpha1.KeyPolicy{}, handler.EnqueueRequestsFromMapFunc(keyForPolicy)).
 		WithOptions(opts).
 		Named("key").
 		Complete(r)
@@ -456,4 +501,13 @@ func keyForMaterial(_ context.Context, obj client.Object) []reconcile.Request {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: l[keystore.LabelKeyNamespace], Name: l[keystore.LabelKeyName]}}}
+}
+
+// keyForPolicy wakes the Key a KeyPolicy names, to keep its policy record current.
+func keyForPolicy(_ context.Context, obj client.Object) []reconcile.Request {
+	p, ok := obj.(*kmsv1alpha1.KeyPolicy)
+	if !ok {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.KeyRef.Name}}}
 }

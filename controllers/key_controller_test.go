@@ -401,8 +401,12 @@ var _ = Describe("Key validation by the API server", func() {
 		Entry("restoreFrom that is no keyID", func(k *kmsv1alpha1.Key) { k.Spec.RestoreFrom = "payments" },
 			"spec.restoreFrom"),
 		Entry("import on a generated key", func(k *kmsv1alpha1.Key) {
-			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "wrapped"}}
+			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "wrapped"}, WrappedKeyMaterialSHA256: strings.Repeat("0", 64)}
 		}, "import applies only to keys with origin: External"),
+		Entry("an import request without the material's hash", func(k *kmsv1alpha1.Key) {
+			k.Spec.Origin = kmsv1alpha1.KeyOriginExternal
+			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "wrapped"}}
+		}, "an import request (secretRef) needs wrappedKeyMaterialSHA256"),
 		Entry("scheduled rotation of an imported key", func(k *kmsv1alpha1.Key) {
 			k.Spec.Origin = kmsv1alpha1.KeyOriginExternal
 			withRotation("24h")(k)

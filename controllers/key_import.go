@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -85,8 +87,14 @@ func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Ke
 		return fmt.Errorf("read import Secret %s: %w", ref, err)
 	}
 	obs.importSecret = secret
+	sum := sha256.Sum256(secret.Data[kmsv1alpha1.ImportSecretWrappedMaterial])
+	if hex.EncodeToString(sum[:]) != key.Spec.Import.WrappedKeyMaterialSHA256 {
+		obs.importProblem = &blocker{kmsv1alpha1.KeyReasonImportFailed, fmt.Sprintf(
+			"Cannot import Secret %s: its %s does not match spec.import.wrappedKeyMaterialSHA256 (was it changed after the import was asked for?)", ref, kmsv1alpha1.ImportSecretWrappedMaterial)}
+		return nil
+	}
 
-	stamp := importStamp(string(secret.UID), key.Generation)
+	stamp := importStamp(string(secret.UID), key)
 	material, public, err := r.unwrapImportSecret(ctx, key, obs.keyID, params, secret, now)
 	defer clear(material)
 	if err != nil {
@@ -127,8 +135,14 @@ func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Ke
 // (UID) named at one generation of the Key. A request is answered once; a
 // new one needs a change of the Key, which the admin webhook checks as
 // ImportKeyMaterial.
-func importStamp(secretUID string, generation int64) string {
-	return fmt.Sprintf("%s%s@%d", importStampPrefix, secretUID, generation)
+func importStamp(secretUID string, key *kmsv1alpha1.Key) string {
+	return fmt.Sprintf("%s%s@%s", importStampPrefix, secretUID, requestOf(key))
+}
+
+// requestOf names a Key's current import request: its UID (a restored Key
+// keeps the versions, and their stamps, of the Key it restores) and generation.
+func requestOf(key *kmsv1alpha1.Key) string {
+	return fmt.Sprintf("%s/%d", key.UID, key.Generation)
 }
 
 // answeredImport is the version that answered the Key's current import
@@ -137,7 +151,7 @@ func answeredImport(key *kmsv1alpha1.Key, versions []keystore.Version) *keystore
 	if key.Spec.Import == nil || key.Spec.Import.SecretRef == nil {
 		return nil
 	}
-	suffix := fmt.Sprintf("@%d", key.Generation)
+	suffix := "@" + requestOf(key)
 	for i := range versions {
 		if v := versions[i].RotateRequest; strings.HasPrefix(v, importStampPrefix) && strings.HasSuffix(v, suffix) {
 			return &versions[i]
@@ -169,7 +183,7 @@ func (r *KeyReconciler) closeImport(ctx context.Context, key *kmsv1alpha1.Key, k
 		}
 	}
 	orig := key.DeepCopy()
-	key.Spec.Import.SecretRef = nil
+	key.Spec.Import.SecretRef, key.Spec.Import.WrappedKeyMaterialSHA256 = nil, ""
 	if *key.Spec.Import == (kmsv1alpha1.KeyImport{}) {
 		key.Spec.Import = nil
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"time"
@@ -93,8 +94,16 @@ var _ = Describe("Key import (origin: External)", func() {
 		mutate(cur.Spec.Import)
 		Expect(k8sClient.Patch(ctx, cur, client.MergeFrom(orig))).To(Succeed())
 	}
+	// pointAt asks for the import of the Secret name as it is now (the
+	// request names its material by hash; a missing Secret gets a hash of nothing).
 	pointAt := func(name string) func(*kmsv1alpha1.KeyImport) {
-		return func(i *kmsv1alpha1.KeyImport) { i.SecretRef = &kmsv1alpha1.LocalSecretReference{Name: name} }
+		return func(i *kmsv1alpha1.KeyImport) {
+			s := &corev1.Secret{}
+			_ = k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s)
+			sum := sha256.Sum256(s.Data[kmsv1alpha1.ImportSecretWrappedMaterial])
+			i.SecretRef = &kmsv1alpha1.LocalSecretReference{Name: name}
+			i.WrappedKeyMaterialSHA256 = hex.EncodeToString(sum[:])
+		}
 	}
 
 	secretGone := func(ctx context.Context, name string) func() bool {
@@ -231,18 +240,26 @@ var _ = Describe("Key import (origin: External)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		wrongWrap, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, &otherKey.(*rsa.PrivateKey).PublicKey, make([]byte, 32), nil)
 		Expect(err).NotTo(HaveOccurred())
+		By("a Secret whose material is not the one the request names")
+		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 32)), picky)
+		expectFailure("its wrappedKeyMaterial does not match spec.import.wrappedKeyMaterialSHA256")
+
 		putImportSecret(ctx, "wrapped", wrongWrap, picky)
+		setImport(ctx, key, pointAt("wrapped"))
 		expectFailure("wrapped material does not unwrap: wrong wrapping key")
 
 		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 16)), picky)
+		setImport(ctx, key, pointAt("wrapped"))
 		expectFailure("SYMMETRIC_DEFAULT material must be 32 bytes (AES-256), got 16")
 
 		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 32)), "kubekms-import-v1.bm90IGEgdG9rZW4")
+		setImport(ctx, key, pointAt("wrapped"))
 		expectFailure("importToken is not a kubekms import token")
 
 		// A day later the token has expired and new parameters are published.
 		fakeClock.Step(25 * time.Hour)
 		putImportSecret(ctx, "wrapped", wrapOAEP(params, make([]byte, 32)), picky)
+		setImport(ctx, key, pointAt("wrapped"))
 		expectFailure("importToken expired at " + params.ExpiresAt.UTC().Format(time.RFC3339))
 		renewed := getKey(ctx, key)().Status.ImportParameters
 		Expect(token(ctx, key)).NotTo(Equal(picky))
@@ -266,7 +283,7 @@ var _ = Describe("Key import (origin: External)", func() {
 		})
 		key = getKey(ctx, key)()
 		owner := keystore.Owner{Namespace: ns, Name: "expiring", KeyID: key.Status.KeyID, KeySpec: "SYMMETRIC_DEFAULT"}
-		created, err := store.Create(ctx, owner, 1, material, nil, fakeClock.Now(), importStamp(string(secret.UID), key.Generation))
+		created, err := store.Create(ctx, owner, 1, material, nil, fakeClock.Now(), importStamp(string(secret.UID), key))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(created).To(BeTrue())
 		_, err = directReconciler().Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(key)})

@@ -178,16 +178,26 @@ type LocalSecretReference struct {
 }
 
 // KeyImport says where imported material comes from (origin: External).
+// +kubebuilder:validation:XValidation:rule="!has(self.secretRef) || has(self.wrappedKeyMaterialSHA256)",message="an import request (secretRef) needs wrappedKeyMaterialSHA256: the SHA-256 of the Secret's wrappedKeyMaterial, so that only that material is imported"
 type KeyImport struct {
 	// secretRef names a Secret in the Key's namespace whose data holds
 	// wrappedKeyMaterial (the material wrapped with the wrapping public key)
-	// and importToken, both from the data plane's GetParametersForImport. The
-	// controller imports it as a new version and deletes the Secret. Create
-	// the Secret again (with parameters that have not expired) to import
-	// another version. The manager needs get and delete on it: bind the
-	// ClusterRole kubekms-key-import in this namespace (docs/keys.md).
+	// and importToken, from the data plane's GetParametersForImport. Setting
+	// it asks for one import (the admin action ImportKeyMaterial): the
+	// controller imports the Secret as a new version, deletes it, retires
+	// the token and clears secretRef. Set it again to import another version.
+	// The manager needs get and delete on the Secret: bind the ClusterRole
+	// kubekms-key-import in this namespace (docs/keys.md).
 	// +optional
 	SecretRef *LocalSecretReference `json:"secretRef,omitempty"`
+
+	// wrappedKeyMaterialSHA256 is the SHA-256 (64 lower-case hex digits) of
+	// the Secret's wrappedKeyMaterial: the import request names the exact
+	// material, so whoever may edit Secrets cannot swap it before the
+	// controller reads it. Required with secretRef.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	WrappedKeyMaterialSHA256 string `json:"wrappedKeyMaterialSHA256,omitempty"`
 
 	// wrappingAlgorithm is how the material was wrapped: RSAES_OAEP_SHA_256
 	// (default; symmetric and HMAC material) or RSA_AES_KEY_WRAP_SHA_256

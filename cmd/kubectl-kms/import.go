@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -95,8 +96,11 @@ keys RSA_AES_KEY_WRAP_SHA_256.`,
 			if err := c.Create(ctx, secret); err != nil {
 				return err
 			}
+			// The request names the exact material: whoever may edit Secrets
+			// cannot swap it before the manager reads it.
+			sum := sha256.Sum256(wrapped)
 			patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"import": map[string]any{
-				"secretRef": map[string]string{"name": secret.Name}, "wrappingAlgorithm": alg}}})
+				"secretRef": map[string]string{"name": secret.Name}, "wrappedKeyMaterialSHA256": hex.EncodeToString(sum[:]), "wrappingAlgorithm": alg}}})
 			before := key.Status.CurrentVersion
 			if err := c.Patch(ctx, key, client.RawPatch(types.MergePatchType, patch)); err != nil {
 				return err

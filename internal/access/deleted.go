@@ -14,14 +14,14 @@ type DeletedPolicy struct {
 	// the default policy (RBAC).
 	Name string                     `json:"name,omitempty"`
 	Spec *kmsv1alpha1.KeyPolicySpec `json:"spec,omitempty"`
-	// TooLarge: the policy did not fit in a record; a restore then needs
-	// the RBAC verb restore, as for the default policy, and brings the key
-	// back under the default policy.
+	// TooLarge: the policy did not fit in a record. A restore then fails
+	// closed: it needs the RBAC verb cancelkeydeletion on the deleted key
+	// (in no shipped role), and the key comes back under the default policy.
 	TooLarge bool `json:"tooLarge,omitempty"`
 }
 
 // maxDeletedPolicy bounds a record: it is an annotation of each tombstone.
-const maxDeletedPolicy = 64 << 10
+const maxDeletedPolicy = 192 << 10
 
 // RecordPolicy is the record of the governing policy p (nil: the default policy).
 func RecordPolicy(p *kmsv1alpha1.KeyPolicy) string {
@@ -37,11 +37,15 @@ func RecordPolicy(p *kmsv1alpha1.KeyPolicy) string {
 }
 
 // ParseDeletedPolicy reads a record. Tombstones made before records
-// existed have none: they are treated as the default policy.
+// existed have none: they are treated as the default policy. A record that
+// does not parse is treated as TooLarge: closed.
 func ParseDeletedPolicy(s string) DeletedPolicy {
 	d := DeletedPolicy{}
-	if s == "" || json.Unmarshal([]byte(s), &d) != nil || d.TooLarge {
-		return DeletedPolicy{}
+	if s == "" {
+		return d
+	}
+	if json.Unmarshal([]byte(s), &d) != nil || d.TooLarge {
+		return DeletedPolicy{TooLarge: true}
 	}
 	return d
 }

@@ -297,10 +297,13 @@ func TestDeletedPolicyRecord(t *testing.T) {
 		huge.Spec.Statements = append(huge.Spec.Statements, kmsv1alpha1.PolicyStatement{Effect: kmsv1alpha1.PolicyAllow,
 			Principals: kmsv1alpha1.PolicyPrincipals{Users: slices.Repeat([]string{fmt.Sprintf("%0512d", i)}, 32)}, Actions: []string{"*"}})
 	}
-	if d := ParseDeletedPolicy(RecordPolicy(huge)); d.Spec != nil {
-		t.Fatalf("a record over the bound kept its policy")
+	if d := ParseDeletedPolicy(RecordPolicy(huge)); d.Spec != nil || !d.TooLarge {
+		t.Fatalf("a record over the bound: %+v, want TooLarge", d)
 	}
-	if d := ParseDeletedPolicy("not json"); d.Spec != nil {
-		t.Fatalf("a broken record parsed as a policy")
+	if d := ParseDeletedPolicy("not json"); d.Spec != nil || !d.TooLarge {
+		t.Fatalf("a broken record: %+v, want TooLarge (closed)", d)
+	}
+	if d := ParseDeletedPolicy(""); d.Spec != nil || d.TooLarge {
+		t.Fatalf("no record: %+v, want the default policy", d)
 	}
 }

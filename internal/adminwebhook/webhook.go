@@ -136,11 +136,12 @@ func KeyActions(old, new *kmsv1alpha1.Key, bySelf bool) []string {
 	return out
 }
 
-func importRef(s *kmsv1alpha1.KeySpec) *kmsv1alpha1.LocalSecretReference {
-	if s.Import == nil {
+// importRef is a Key's import request: the Secret and the material it names.
+func importRef(s *kmsv1alpha1.KeySpec) *kmsv1alpha1.KeyImport {
+	if s.Import == nil || s.Import.SecretRef == nil {
 		return nil
 	}
-	return s.Import.SecretRef
+	return &kmsv1alpha1.KeyImport{SecretRef: s.Import.SecretRef, WrappedKeyMaterialSHA256: s.Import.WrappedKeyMaterialSHA256}
 }
 
 func withoutRef(i *kmsv1alpha1.KeyImport) *kmsv1alpha1.KeyImport {
@@ -148,7 +149,7 @@ func withoutRef(i *kmsv1alpha1.KeyImport) *kmsv1alpha1.KeyImport {
 		return nil
 	}
 	out := i.DeepCopy()
-	out.SecretRef = nil
+	out.SecretRef, out.WrappedKeyMaterialSHA256 = nil, ""
 	if reflect.DeepEqual(*out, kmsv1alpha1.KeyImport{}) {
 		return nil
 	}
@@ -207,7 +208,21 @@ func (v *Validator) restore(ctx context.Context, user authenticationv1.UserInfo,
 	if deleted == nil {
 		return admission.Denied(fmt.Sprintf("kubekms: spec.restoreFrom: no key with keyID %s was deleted from namespace %s within its deletion window", key.Spec.RestoreFrom, key.Namespace))
 	}
+	if key.Spec.Import != nil && key.Spec.Import.SecretRef != nil {
+		return admission.Denied("kubekms: a restore cannot also import material: restore the key first, then ask for the import (ImportKeyMaterial)")
+	}
 	rec := access.ParseDeletedPolicy(deleted.DeletedPolicy)
+	if rec.TooLarge {
+		ok, _, err := v.rbacVerb(ctx, user, key.Namespace, deleted.KeyName, "cancelkeydeletion")()
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if !ok {
+			return admission.Denied(fmt.Sprintf("kubekms: %s may not restore deleted key %s/%s (keyID %s): its policy was too large to keep, so only RBAC verb cancelkeydeletion on keys named %s (a cluster admin's) decides",
+				user.Username, key.Namespace, deleted.KeyName, key.Spec.RestoreFrom, deleted.KeyName))
+		}
+		return admission.Allowed("")
+	}
 	rbac := v.rbacVerb(ctx, user, key.Namespace, deleted.KeyName, "restore")
 	if rec.Spec == nil {
 		ok, _, err := rbac()
@@ -326,7 +341,12 @@ func (v *Validator) target(ctx context.Context, req admission.Request, obj clien
 		return "", admission.Allowed("bound to no key")
 	}
 	key := &kmsv1alpha1.Key{}
-	err := v.Reader.Get(ctx, client.ObjectKey{Namespace: obj.GetNamespace(), Name: keyName}, key)
+	nn := client.ObjectKey{Namespace: obj.GetNamespace(), Name: keyName}
+	err := v.Reader.Get(ctx, nn, key)
+	if apierrors.IsNotFound(err) || (err == nil && key.UID != uid) {
+		// The cache may lag: only the API server may say the key is gone.
+		err = v.APIReader.Get(ctx, nn, key)
+	}
 	switch {
 	case apierrors.IsNotFound(err) || (err == nil && key.UID != uid):
 		return "", admission.Allowed("its key is gone")
@@ -442,7 +462,12 @@ func (v *Validator) governing(ctx context.Context, namespace, key string, uid ty
 		return pol, nil
 	}
 	k := &kmsv1alpha1.Key{}
-	if err := v.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: key}, k); err != nil || k.UID != uid || k.Spec.RestoreFrom == "" || k.Status.KeyID != "" {
+	nn := client.ObjectKey{Namespace: namespace, Name: key}
+	err := v.Reader.Get(ctx, nn, k)
+	if apierrors.IsNotFound(err) || (err == nil && k.UID != uid) {
+		err = v.APIReader.Get(ctx, nn, k)
+	}
+	if err != nil || k.UID != uid || k.Spec.RestoreFrom == "" || k.Status.KeyID != "" {
 		return nil, client.IgnoreNotFound(err)
 	}
 	all, err := v.Tombstones(ctx, k.Spec.RestoreFrom)

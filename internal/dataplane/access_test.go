@@ -82,16 +82,17 @@ var _ = Describe("Access control with KeyPolicies and KeyGrants", func() {
 	It("denies another namespace's ServiceAccount until a KeyGrant in the key's namespace names it, and again once it is deleted", func(ctx SpecContext) {
 		Expect(decryptCode(fe, ciphertext, nil)).To(Equal(codes.PermissionDenied))
 
-		By("a grant created in the grantee's own namespace grants nothing")
-		stray := newGrant(ctx, web, "wrong-namespace", "payments", kmsv1alpha1.GrantPrincipal{ServiceAccount: web + "/frontend"}, []string{"Decrypt"}, nil)
-		Eventually(grantState(ctx, stray)).Should(Equal(kmsv1alpha1.KeyGrantInvalid))
+		By("a grant in the grantee's own namespace is refused: it names a key that does not exist there")
+		err := k8sClient.Create(ctx, &kmsv1alpha1.KeyGrant{ObjectMeta: metav1.ObjectMeta{Namespace: web, Name: "wrong-namespace"},
+			Spec: kmsv1alpha1.KeyGrantSpec{KeyRef: kmsv1alpha1.KeyReference{Name: "payments"}, Grantee: kmsv1alpha1.GrantPrincipal{ServiceAccount: web + "/frontend"}, Operations: []string{"Decrypt"}}})
+		Expect(err).To(MatchError(ContainSubstring("Key payments does not exist in namespace " + web)))
 		Consistently(func() codes.Code { return decryptCode(fe, ciphertext, nil) }, "1s").Should(Equal(codes.PermissionDenied))
 
 		By("a grant in shop")
 		g := newGrant(ctx, shop, "frontend-decrypt", "payments", kmsv1alpha1.GrantPrincipal{ServiceAccount: web + "/frontend"}, []string{"Decrypt"}, nil)
 		Eventually(grantState(ctx, g)).Should(Equal(kmsv1alpha1.KeyGrantActive))
 		Eventually(func() codes.Code { return decryptCode(fe, ciphertext, nil) }).Should(Equal(codes.OK))
-		_, err := kms.Encrypt(fe, &kmsv1.EncryptRequest{KeyId: shop + "/payments", Plaintext: []byte("x")})
+		_, err = kms.Encrypt(fe, &kmsv1.EncryptRequest{KeyId: shop + "/payments", Plaintext: []byte("x")})
 		Expect(status.Code(err)).To(Equal(codes.PermissionDenied), "only the granted operations")
 
 		By("deleting the grant")

@@ -3,6 +3,9 @@ package dataplane_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +27,7 @@ import (
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keystore"
 )
@@ -101,17 +105,21 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 			}).Should(Succeed())
 			return p
 		}
+		var wrapped []byte
 		wrappedSecret := func(c client.Client, name string, p *keystore.ImportParameters) error {
 			material := make([]byte, 32)
 			_, _ = rand.Read(material)
+			wrapped = opensslEncrypt(crypto.PublicKeyPEM(p.PublicKey), "sha256", material)
 			return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-				Data: map[string][]byte{"wrappedKeyMaterial": opensslEncrypt(crypto.PublicKeyPEM(p.PublicKey), "sha256", material), "importToken": []byte(p.Token)}})
+				Data: map[string][]byte{"wrappedKeyMaterial": wrapped, "importToken": []byte(p.Token)}})
+		}
+		request := func(name string) *kmsv1alpha1.KeyImport {
+			sum := sha256.Sum256(wrapped)
+			return &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: name}, WrappedKeyMaterialSHA256: hex.EncodeToString(sum[:])}
 		}
 		first := params()
 		Expect(wrappedSecret(k8sClient, "byok-wrapped", first)).To(Succeed())
-		patchKey(ctx, key, func(k *kmsv1alpha1.Key) {
-			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "byok-wrapped"}}
-		})
+		patchKey(ctx, key, func(k *kmsv1alpha1.Key) { k.Spec.Import = request("byok-wrapped") })
 		waitVersion(ctx, key, 1)
 		Eventually(func() bool {
 			i := getKey(ctx, ns, "byok").Spec.Import
@@ -134,12 +142,54 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 		Eventually(func() error {
 			cur := getKey(ctx, ns, "byok")
 			orig := cur.DeepCopy()
-			cur.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "byok-wrapped"}}
+			cur.Spec.Import = request("byok-wrapped")
 			err = eve.Patch(ctx, cur, client.MergeFrom(orig))
 			return err
 		}).Should(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("kubekms: eve may not ImportKeyMaterial key " + ns + "/byok"))
 		Expect(getKey(ctx, ns, "byok").Status.CurrentVersion).To(Equal(int32(1)))
+	})
+
+	It("1: an editor who may update Secrets cannot swap the material of an admin's import request", func(ctx SpecContext) {
+		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "byok"}, Spec: kmsv1alpha1.KeySpec{Origin: kmsv1alpha1.KeyOriginExternal}}
+		Expect(k8sClient.Create(ctx, key)).To(Succeed())
+		store := &keystore.Store{Reader: k8sClient, Namespace: operatorNamespace}
+		var p *keystore.ImportParameters
+		Eventually(func(g Gomega) {
+			k := getKey(ctx, ns, "byok")
+			g.Expect(k.Status.KeyID).NotTo(BeEmpty())
+			var err error
+			p, err = store.ImportParameters(ctx, k.Status.KeyID)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(p).NotTo(BeNil())
+		}).Should(Succeed())
+		adminMaterial, eveMaterial := make([]byte, 32), make([]byte, 32)
+		_, _ = rand.Read(adminMaterial)
+		_, _ = rand.Read(eveMaterial)
+		wrapped := opensslEncrypt(crypto.PublicKeyPEM(p.PublicKey), "sha256", adminMaterial)
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "byok-wrapped"},
+			Data: map[string][]byte{"wrappedKeyMaterial": wrapped, "importToken": []byte(p.Token)}})).To(Succeed())
+
+		By("eve (edit: Secrets; no kms rights) swaps the wrapped material, keeping the token")
+		eve := as(ctx, ns, "eve", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "update"}})
+		s := &corev1.Secret{}
+		Expect(eve.Get(ctx, client.ObjectKey{Namespace: ns, Name: "byok-wrapped"}, s)).To(Succeed())
+		s.Data["wrappedKeyMaterial"] = opensslEncrypt(crypto.PublicKeyPEM(p.PublicKey), "sha256", eveMaterial)
+		Expect(eve.Update(ctx, s)).To(Succeed())
+
+		By("the admin asks for the import of the material they wrapped")
+		sum := sha256.Sum256(wrapped)
+		patchKey(ctx, key, func(k *kmsv1alpha1.Key) {
+			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "byok-wrapped"}, WrappedKeyMaterialSHA256: hex.EncodeToString(sum[:])}
+		})
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getKey(ctx, ns, "byok").Status.Conditions, kmsv1alpha1.KeyConditionImported)
+			if c == nil {
+				return ""
+			}
+			return c.Message
+		}).Should(ContainSubstring("does not match spec.import.wrappedKeyMaterialSHA256"))
+		Expect(getKey(ctx, ns, "byok").Status.CurrentVersion).To(BeZero(), "eve's material was not imported")
 	})
 
 	It("2: keyRef of a KeyPolicy or KeyGrant cannot be re-pointed, nor its binding to the key", func(ctx SpecContext) {
@@ -351,6 +401,39 @@ var _ = Describe("Namespaces and keys go away with their policies and grants (is
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(pol), &kmsv1alpha1.KeyPolicy{})) &&
 				apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(g), &kmsv1alpha1.KeyGrant{}))
 		}, time.Minute).Should(BeTrue())
+	})
+
+	It("keeps a deleted key's policy record when its namespace goes, so a re-created namespace cannot restore it under the default policy", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		k := newReadyKey(ctx, ns, "payments")
+		pol := &kmsv1alpha1.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments"}, Spec: kmsv1alpha1.KeyPolicySpec{
+			KeyRef: kmsv1alpha1.KeyReference{Name: "payments"}, BypassPolicyLockoutSafetyCheck: true,
+			Statements: []kmsv1alpha1.PolicyStatement{{Sid: "Carol", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"carol"}}, Actions: []string{"*"}}}}}
+		Expect(k8sClient.Create(ctx, pol)).To(Succeed())
+		waitAccepted(ctx, pol)
+
+		By("a tenant of another namespace keeps the key controller busy while the namespace is deleted")
+		other := newNamespace(ctx)
+		tenant := as(ctx, other, "tenant", editKMS)
+		for i := range 4 {
+			Expect(tenant.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: fmt.Sprintf("busy%d", i)},
+				Spec: kmsv1alpha1.KeySpec{KeySpec: kmsv1alpha1.KeySpecRSA4096}})).To(Succeed())
+		}
+		Expect(k8sClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}))
+		}, 2*time.Minute, time.Second).Should(BeTrue())
+		store := &keystore.Store{Reader: k8sClient, Namespace: operatorNamespace}
+		vs, err := store.ByKeyID(ctx, k.Status.KeyID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(vs).NotTo(BeEmpty())
+		Expect(access.ParseDeletedPolicy(vs[0].DeletedPolicy).Spec).NotTo(BeNil(), "carol's policy is in the record")
+
+		By("the namespace is created again; mallory administers it (kubekms-key-admin, with verb restore)")
+		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		mallory := as(ctx, ns, "mallory", editKMS, rbacv1.PolicyRule{APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, Verbs: []string{"restore", "cancelkeydeletion"}})
+		err = mallory.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "loot"}, Spec: kmsv1alpha1.KeySpec{RestoreFrom: k.Status.KeyID}})
+		Expect(err).To(MatchError(ContainSubstring("may not CancelKeyDeletion of deleted key " + ns + "/payments")))
 	})
 
 	It("deletes a namespace whose key has a policy that allows nobody but one user, and grants", func(ctx SpecContext) {

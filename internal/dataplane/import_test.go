@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -42,7 +43,7 @@ var _ = Describe("Bring your own key", func() {
 	importKey := func(ctx context.Context, name string, spec kmsv1alpha1.KeySpecType, wrapping string) (*kmsv1alpha1.Key, *kmsv1.GetParametersForImportResponse) {
 		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: kmsv1alpha1.KeySpec{
 			KeySpec: spec, Origin: kmsv1alpha1.KeyOriginExternal,
-			Import: &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: name + "-wrapped"}, WrappingAlgorithm: wrapping},
+			Import: &kmsv1alpha1.KeyImport{WrappingAlgorithm: wrapping},
 		}}
 		Expect(k8sClient.Create(ctx, key)).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -59,11 +60,18 @@ var _ = Describe("Bring your own key", func() {
 		secretsSeen = append(secretsSeen, string(params.ImportToken))
 		return key, params
 	}
+	// putWrapped stores the wrapped material and asks for its import (the
+	// request names the material by its SHA-256).
 	putWrapped := func(ctx context.Context, key *kmsv1alpha1.Key, wrapped []byte, token string) {
 		Expect(k8sClient.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: key.Spec.Import.SecretRef.Name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: key.Name + "-wrapped"},
 			Data:       map[string][]byte{"wrappedKeyMaterial": wrapped, "importToken": []byte(token)},
 		})).To(Succeed())
+		sum := sha256.Sum256(wrapped)
+		patchKey(ctx, key, func(k *kmsv1alpha1.Key) {
+			k.Spec.Import.SecretRef = &kmsv1alpha1.LocalSecretReference{Name: key.Name + "-wrapped"}
+			k.Spec.Import.WrappedKeyMaterialSHA256 = hex.EncodeToString(sum[:])
+		})
 	}
 
 	It("imports material openssl wrapped with RSAES_OAEP_SHA_256; the service encrypts with exactly that material; it stops at validTo", func(ctx SpecContext) {

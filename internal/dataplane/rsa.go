@@ -39,7 +39,7 @@ func (s *Server) rsaEncrypt(ctx context.Context, req *kmsv1.EncryptRequest) (*km
 
 // maxRSADecryptVersions bounds how many versions an RSA Decrypt tries,
 // newest first: an OAEP ciphertext does not say which version made it, and
-// each try is a private-key operation (about 1.5 ms for RSA_2048, 15 ms for
+// each try is a private-key operation (about 1 ms for RSA_2048, several for
 // RSA_4096), so a garbage ciphertext must not cost many. AWS does not rotate
 // RSA keys at all; see docs/dataplane.md for what this means for rotation.
 const maxRSADecryptVersions = 4

@@ -5,6 +5,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"time"
@@ -274,7 +275,7 @@ func (s *Server) decrypt(ctx context.Context, action string, raw []byte, ec map[
 	}
 	vk, err := s.Keys.VersionKey(ctx, key, h.Version)
 	if err != nil {
-		if apierrors.IsNotFound(err) {
+		if apierrors.IsNotFound(err) || errors.Is(err, keyring.ErrVersionNotFound) {
 			return nil, nil, 0, errInvalidCiphertext()
 		}
 		log.FromContext(ctx).Error(err, "Could not load key material", "keyID", key.KeyIDString, "version", h.Version)

@@ -63,11 +63,13 @@ import (
 const operatorNamespace = "kubekms-system"
 
 var (
-	testEnv   *envtest.Environment
-	cfg       *rest.Config
-	scheme    *runtime.Scheme
-	k8sClient client.Client
-	clientset *kubernetes.Clientset
+	testEnv *envtest.Environment
+	cfg     *rest.Config
+	// managerCfg is the managers' own identity.
+	managerCfg *rest.Config
+	scheme     *runtime.Scheme
+	k8sClient  client.Client
+	clientset  *kubernetes.Clientset
 	// kms is a client of the first replica, kms2 of the second.
 	kms, kms2 kmsv1.KeyManagementServiceClient
 	conn      *grpc.ClientConn
@@ -108,6 +110,12 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	clientset = kubernetes.NewForConfigOrDie(cfg)
+	// The managers run as their own user, as in a cluster (their
+	// ServiceAccount), not as the admin the specs act as: the admin webhook
+	// exempts the manager's own identity from some checks.
+	mgrUser, err := testEnv.AddUser(envtest.User{Name: "kubekms-manager", Groups: []string{"system:masters"}}, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	managerCfg = mgrUser.Config()
 	Expect(k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
 
 	ca, err := certs.LoadOrCreateCA(context.Background(), k8sClient, k8sClient, operatorNamespace, time.Now())
@@ -160,6 +168,8 @@ type replicaOptions struct {
 	// auditPath is the audit log; failClosed refuses what cannot be audited.
 	auditPath  string
 	failClosed bool
+	// authn tunes the authenticator (the token cache TTL is 2s unless set).
+	authn authn.Options
 }
 
 // startReplica runs a manager as cmd/manager does: the controllers (only
@@ -179,7 +189,7 @@ func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceCli
 		w := testEnv.WebhookInstallOptions
 		opts.WebhookServer = webhook.NewServer(webhook.Options{Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir})
 	}
-	mgr, err := ctrl.NewManager(cfg, opts)
+	mgr, err := ctrl.NewManager(managerCfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	sealer, err := seal.LoadOrCreateLocal(context.Background(), mgr.GetClient(), mgr.GetAPIReader(), operatorNamespace, rand.Reader)
 	Expect(err).NotTo(HaveOccurred())
@@ -196,7 +206,7 @@ func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceCli
 	limiter := quota.NewLimiter(quota.DefaultConfig(), nil)
 	index := access.NewIndex()
 	if o.controllers {
-		self, err := adminwebhook.WhoAmI(context.Background(), kubernetes.NewForConfigOrDie(cfg))
+		self, err := adminwebhook.WhoAmI(context.Background(), kubernetes.NewForConfigOrDie(managerCfg))
 		Expect(err).NotTo(HaveOccurred())
 		adminwebhook.Setup(mgr, &adminwebhook.Validator{
 			Access:     index,
@@ -214,7 +224,7 @@ func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceCli
 		Store:           store,
 		Registry:        prometheus.NewRegistry(),
 		Authz:           authz.Options{AllowTTL: time.Second, DenyTTL: 500 * time.Millisecond},
-		Authn:           authn.Options{TTL: 2 * time.Second},
+		Authn:           authnOptions(o.authn),
 		Listening:       listening,
 		Quota:           limiter,
 		QuotaFile:       quotaFile,
@@ -240,6 +250,13 @@ func startReplica(ca *certs.CA, o replicaOptions) (kmsv1.KeyManagementServiceCli
 	c, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: publishedCA()})))
 	Expect(err).NotTo(HaveOccurred())
 	return kmsv1.NewKeyManagementServiceClient(c), c, limiter
+}
+
+func authnOptions(o authn.Options) authn.Options {
+	if o.TTL == 0 {
+		o.TTL = 2 * time.Second
+	}
+	return o
 }
 
 // publishedCA reads the CA bundle as a client in any namespace would: from

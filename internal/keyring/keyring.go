@@ -3,8 +3,9 @@
 // held in memory only and loaded on first use. A version not seen yet (just
 // rotated on another replica) is read fresh from the API server, not refused;
 // one the API server does not have either is remembered as missing for a
-// second (MissTTL) or until the Key's current version changes, so made-up
-// versions in ciphertext headers cannot each cost a read.
+// second (MissTTL) or until the Key's current version changes, and one more
+// than MaxVersionsAhead past the current version is not read at all, so
+// made-up versions in ciphertext headers cannot each cost a read.
 package keyring
 
 import (
@@ -86,6 +87,20 @@ type Keyring struct {
 	// Clock decides when a miss expires; nil is the real clock.
 	Clock clock.PassiveClock
 }
+
+// ErrVersionNotFound means a key has no such version: one so far past the
+// Key's current version that it cannot be a rotation this replica has not
+// seen yet (MaxVersionsAhead). A version the API server does not have is
+// the loader's NotFound error.
+var ErrVersionNotFound = errors.New("no such key version")
+
+// MaxVersionsAhead is how far past the Key's current version, as this
+// replica's informer last saw it, a version may be and still be read from
+// the API server: a rotation made on another replica shows in a ciphertext
+// before the informer here has seen it, but only the next few versions can
+// exist. Anything further is not read at all, so made-up versions in
+// ciphertext headers cost nothing.
+const MaxVersionsAhead = 8
 
 // DefaultMissTTL is how long a version not found is remembered.
 const DefaultMissTTL = time.Second
@@ -277,6 +292,9 @@ func (k *Keyring) VersionKey(ctx context.Context, key *Key, version uint32) ([]b
 	k.matMu.RUnlock()
 	if ok {
 		return m, nil
+	}
+	if uint64(version) > uint64(key.CurrentVersion)+MaxVersionsAhead {
+		return nil, fmt.Errorf("key %s version %d: %w (current version %d)", key.KeyIDString, version, ErrVersionNotFound, key.CurrentVersion)
 	}
 
 	k.matMu.Lock()

@@ -154,10 +154,38 @@ func TestMissingVersionsAreRememberedBriefly(t *testing.T) {
 	}
 
 	// The memory is bounded.
+	k.MissTTL = time.Hour
 	for v := range uint32(3 * maxMisses) {
-		_, _ = k.VersionKey(context.Background(), key, 1000+v)
+		key := *key
+		key.CurrentVersion = v // as if it rotated: every miss is new
+		_, _ = k.VersionKey(context.Background(), &key, v+1)
 	}
 	if n := len(k.missing); n > maxMisses {
 		t.Fatalf("%d missing versions remembered, want at most %d", n, maxMisses)
+	}
+}
+
+// Versions far past the current one cannot be a rotation not seen yet:
+// they are not read at all.
+func TestVersionsFarAheadAreNotRead(t *testing.T) {
+	loads := 0
+	k := New(func(context.Context, string, int32, string) ([]byte, error) {
+		loads++
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, "v")
+	})
+	k.Upsert(&kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "payments"},
+		Status: kmsv1alpha1.KeyStatus{KeyID: "8d5c4e8a-1111-4222-8333-944455556666", State: kmsv1alpha1.KeyStateEnabled, CurrentVersion: 3}})
+	key, _ := k.Resolve("shop", "payments")
+	for v := uint32(3 + MaxVersionsAhead + 1); v < 3+MaxVersionsAhead+1000; v++ {
+		if _, err := k.VersionKey(context.Background(), key, v); !errors.Is(err, ErrVersionNotFound) {
+			t.Fatalf("version %d: err = %v, want ErrVersionNotFound", v, err)
+		}
+	}
+	_, _ = k.VersionKey(context.Background(), key, ^uint32(0))
+	if loads != 0 {
+		t.Fatalf("%d reads for versions that cannot exist, want none", loads)
+	}
+	if _, err := k.VersionKey(context.Background(), key, 3+MaxVersionsAhead); !apierrors.IsNotFound(err) || loads != 1 {
+		t.Fatalf("the last version that may exist was not read: err %v, loads %d", err, loads)
 	}
 }

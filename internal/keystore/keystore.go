@@ -71,7 +71,9 @@ type Version struct {
 	RotateRequest string
 	Tombstone     bool
 	DestroyAfter  time.Time
-	// DeletedPolicy is the policy record of a tombstone (AnnotationDeletedPolicy).
+	// DeletedPolicy is the record of the policy of the version's key
+	// (AnnotationDeletedPolicy): kept current while the key lives, frozen
+	// when it is deleted.
 	DeletedPolicy string
 	// PublicKey is the SubjectPublicKeyInfo DER of an asymmetric version.
 	PublicKey []byte
@@ -168,6 +170,7 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 		uid:             secret.UID,
 		resourceVersion: secret.ResourceVersion,
 	}
+	v.DeletedPolicy = secret.Annotations[AnnotationDeletedPolicy]
 	if pk := secret.Annotations[AnnotationPublicKey]; pk != "" {
 		if v.PublicKey, err = base64.StdEncoding.DecodeString(pk); err != nil {
 			return bad(fmt.Sprintf("annotation %s is not base64", AnnotationPublicKey))
@@ -177,7 +180,6 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 		if v.DestroyAfter, err = time.Parse(time.RFC3339Nano, secret.Annotations[AnnotationDestroyAfter]); err != nil {
 			return bad(fmt.Sprintf("tombstone without a valid %s annotation", AnnotationDestroyAfter))
 		}
-		v.DeletedPolicy = secret.Annotations[AnnotationDeletedPolicy]
 	}
 	return v, nil
 }
@@ -264,6 +266,14 @@ func (s *Store) Tombstone(ctx context.Context, v Version, destroyAfter time.Time
 		secret.Annotations[AnnotationDestroyAfter] = destroyAfter.UTC().Format(time.RFC3339Nano)
 		secret.Annotations[AnnotationDeletedPolicy] = deletedPolicy
 	})
+}
+
+// RecordPolicy keeps, on a live version, the record of the policy that
+// governs its key (AnnotationDeletedPolicy), so that it is already there
+// when the key is deleted, even if its KeyPolicy went first (a namespace
+// being deleted).
+func (s *Store) RecordPolicy(ctx context.Context, v Version, record string) error {
+	return s.patch(ctx, v, func(secret *corev1.Secret) { secret.Annotations[AnnotationDeletedPolicy] = record })
 }
 
 // Restore takes a tombstoned version back for the Key namespace/name.

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -414,7 +415,7 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "byok-"}}
 		Expect(admin.Create(ctx, ns)).To(Succeed())
 		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "imported"},
-			Spec: kmsv1alpha1.KeySpec{Origin: kmsv1alpha1.KeyOriginExternal, Import: &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "wrapped"}}}}
+			Spec: kmsv1alpha1.KeySpec{Origin: kmsv1alpha1.KeyOriginExternal}}
 		Expect(admin.Create(ctx, key)).To(Succeed())
 		// The import token is not in status: a key admin (the chart's
 		// kubekms-key-admin role) gets it from the data plane.
@@ -430,6 +431,9 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(admin.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "wrapped"},
 			Data: map[string][]byte{"wrappedKeyMaterial": wrapped, "importToken": params.ImportToken}})).To(Succeed())
+		sum := sha256.Sum256(wrapped)
+		Expect(admin.Patch(ctx, key.DeepCopy(), client.RawPatch("application/merge-patch+json",
+			[]byte(`{"spec":{"import":{"secretRef":{"name":"wrapped"},"wrappedKeyMaterialSHA256":"`+hex.EncodeToString(sum[:])+`"}}}`)))).To(Succeed())
 
 		Eventually(func(g Gomega) {
 			g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(key), key)).To(Succeed())
