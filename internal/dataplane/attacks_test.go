@@ -7,13 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gexec"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
@@ -23,13 +20,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/testkcm"
 )
 
 // Issue 12: each spec plays an attacker with only the rights named, through
@@ -85,6 +82,24 @@ func getKey(ctx context.Context, ns, name string) *kmsv1alpha1.Key {
 	return k
 }
 
+// importParams waits for the current import parameters of an External key,
+// read where the manager keeps them (the token as GetParametersForImport
+// would hand it out, or as a leak would).
+func importParams(ctx context.Context, ns, name string) *keystore.ImportParameters {
+	GinkgoHelper()
+	store := &keystore.Store{Reader: k8sClient, Namespace: operatorNamespace}
+	var p *keystore.ImportParameters
+	Eventually(func(g Gomega) {
+		k := getKey(ctx, ns, name)
+		g.Expect(k.Status.KeyID).NotTo(BeEmpty())
+		var err error
+		p, err = store.ImportParameters(ctx, k.Status.KeyID)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(p).NotTo(BeNil())
+	}).Should(Succeed())
+	return p
+}
+
 var _ = Describe("Attacks on key administration (issue 12)", func() {
 	var ns string
 	BeforeEach(func(ctx SpecContext) { ns = newNamespace(ctx) })
@@ -92,19 +107,7 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 	It("1: a Secret that appears under an old import name imports nothing, even with a valid token; a new import needs ImportKeyMaterial", func(ctx SpecContext) {
 		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "byok"}, Spec: kmsv1alpha1.KeySpec{Origin: kmsv1alpha1.KeyOriginExternal}}
 		Expect(k8sClient.Create(ctx, key)).To(Succeed())
-		store := &keystore.Store{Reader: k8sClient, Namespace: operatorNamespace}
-		params := func() *keystore.ImportParameters {
-			var p *keystore.ImportParameters
-			Eventually(func(g Gomega) {
-				k := getKey(ctx, ns, "byok")
-				g.Expect(k.Status.KeyID).NotTo(BeEmpty())
-				var err error
-				p, err = store.ImportParameters(ctx, k.Status.KeyID)
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(p).NotTo(BeNil())
-			}).Should(Succeed())
-			return p
-		}
+		params := func() *keystore.ImportParameters { return importParams(ctx, ns, "byok") }
 		var wrapped []byte
 		wrappedSecret := func(c client.Client, name string, p *keystore.ImportParameters) error {
 			material := make([]byte, 32)
@@ -153,16 +156,7 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 	It("1: an editor who may update Secrets cannot swap the material of an admin's import request", func(ctx SpecContext) {
 		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "byok"}, Spec: kmsv1alpha1.KeySpec{Origin: kmsv1alpha1.KeyOriginExternal}}
 		Expect(k8sClient.Create(ctx, key)).To(Succeed())
-		store := &keystore.Store{Reader: k8sClient, Namespace: operatorNamespace}
-		var p *keystore.ImportParameters
-		Eventually(func(g Gomega) {
-			k := getKey(ctx, ns, "byok")
-			g.Expect(k.Status.KeyID).NotTo(BeEmpty())
-			var err error
-			p, err = store.ImportParameters(ctx, k.Status.KeyID)
-			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(p).NotTo(BeNil())
-		}).Should(Succeed())
+		p := importParams(ctx, ns, "byok")
 		adminMaterial, eveMaterial := make([]byte, 32), make([]byte, 32)
 		_, _ = rand.Read(adminMaterial)
 		_, _ = rand.Read(eveMaterial)
@@ -376,18 +370,7 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 var _ = Describe("Namespaces and keys go away with their policies and grants (issue 12, finding 7)", Ordered, func() {
 	BeforeAll(func() {
 		By("starting kube-controller-manager's namespace controller and garbage collector")
-		user, err := testEnv.AddUser(envtest.User{Name: "kcm", Groups: []string{"system:masters"}}, nil)
-		Expect(err).NotTo(HaveOccurred())
-		kubeconfig, err := user.KubeConfig()
-		Expect(err).NotTo(HaveOccurred())
-		kcPath := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-		Expect(os.WriteFile(kcPath, kubeconfig, 0o600)).To(Succeed())
-		kcm, err := gexec.Start(exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-controller-manager"),
-			"--kubeconfig", kcPath, "--controllers", "namespace,garbagecollector",
-			"--leader-elect=false", "--secure-port=0", "--concurrent-gc-syncs=5",
-		), GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { kcm.Terminate().Wait(20 * time.Second) })
+		testkcm.Start(testEnv, os.Getenv("KUBEBUILDER_ASSETS"), "kcm", "namespace", "garbagecollector")
 	})
 
 	It("deletes a key's policy and grants with the key (garbage collector, ownerReferences)", func(ctx SpecContext) {

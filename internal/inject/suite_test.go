@@ -3,14 +3,12 @@ package inject_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubekms/kubekms/internal/inject"
+	"github.com/kubekms/kubekms/internal/testkcm"
 )
 
 const operatorNamespace = "kubekms-system"
@@ -90,20 +89,7 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(cancel)
 
 	By("starting kube-controller-manager for Deployments, ReplicaSets, Jobs and ServiceAccounts")
-	user, err := testEnv.AddUser(envtest.User{Name: "kcm", Groups: []string{"system:masters"}}, nil)
-	Expect(err).NotTo(HaveOccurred())
-	kubeconfig, err := user.KubeConfig()
-	Expect(err).NotTo(HaveOccurred())
-	kcPath := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-	Expect(os.WriteFile(kcPath, kubeconfig, 0o600)).To(Succeed())
-	kcm, err := gexec.Start(exec.Command(filepath.Join(assets, "kube-controller-manager"),
-		"--kubeconfig", kcPath,
-		"--controllers", "deployment,replicaset,job,serviceaccount",
-		"--leader-elect=false",
-		"--secure-port=0",
-	), GinkgoWriter, GinkgoWriter)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { kcm.Terminate().Wait(20 * time.Second) })
+	testkcm.Start(testEnv, assets, "kcm", "deployment", "replicaset", "job", "serviceaccount")
 
 	By("waiting for the webhook to answer")
 	Eventually(func() error {

@@ -2,15 +2,11 @@ package packaging
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,9 +14,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/testkcm"
 )
 
 // Finding 8 of issue 12: kubekms-key-admin was aggregated into the built-in
@@ -77,20 +73,7 @@ var _ = Describe("The shipped ClusterRoles, aggregated into the built-in roles",
 		Expect(err).NotTo(HaveOccurred(), out)
 
 		By("running kube-controller-manager's clusterrole-aggregation controller")
-		user, err := testEnv.AddUser(envtest.User{Name: "kcm-aggregation", Groups: []string{"system:masters"}}, nil)
-		Expect(err).NotTo(HaveOccurred())
-		kc, err := user.KubeConfig()
-		Expect(err).NotTo(HaveOccurred())
-		kcPath := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-		Expect(os.WriteFile(kcPath, kc, 0o600)).To(Succeed())
-		kcm, err := gexec.Start(exec.Command(filepath.Join(assets, "kube-controller-manager"),
-			"--kubeconfig", kcPath,
-			"--controllers", "clusterrole-aggregation",
-			"--leader-elect=false",
-			"--secure-port=0",
-		), GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { kcm.Terminate().Wait(20 * time.Second) })
+		testkcm.Start(testEnv, assets, "kcm-aggregation", "clusterrole-aggregation")
 
 		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "roles-"}}
 		Expect(admin.Create(ctx, n)).To(Succeed())
