@@ -249,13 +249,17 @@ func (r *KeyReconciler) restore(ctx context.Context, key *kmsv1alpha1.Key, obs *
 	return nil
 }
 
-// governingPolicy is the KeyPolicy governing key now (nil: the default policy).
+// governingPolicy is the policy governing key now: its KeyPolicy, else its
+// spec.initialPolicy (nil: the default policy).
 func (r *KeyReconciler) governingPolicy(ctx context.Context, key *kmsv1alpha1.Key) (*kmsv1alpha1.KeyPolicy, error) {
 	policies := &kmsv1alpha1.KeyPolicyList{}
 	if err := r.List(ctx, policies, client.InNamespace(key.Namespace)); err != nil {
 		return nil, err
 	}
-	return access.Governing(policies.Items, key.Namespace, key.UID), nil
+	if p := access.Governing(policies.Items, key.Namespace, key.UID); p != nil {
+		return p, nil
+	}
+	return access.InitialKeyPolicy(key), nil
 }
 
 // recordPolicy keeps the record of the key's policy on its live versions

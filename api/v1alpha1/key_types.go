@@ -221,6 +221,8 @@ type KeyImport struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.keyUsage) || (self.keySpec == 'SYMMETRIC_DEFAULT' ? self.keyUsage == 'ENCRYPT_DECRYPT' : self.keySpec.startsWith('RSA_') ? self.keyUsage in ['ENCRYPT_DECRYPT', 'SIGN_VERIFY'] : self.keySpec.startsWith('ECC_') ? self.keyUsage == 'SIGN_VERIFY' : self.keyUsage == 'GENERATE_VERIFY_MAC')",message="keyUsage does not fit keySpec: SYMMETRIC_DEFAULT allows ENCRYPT_DECRYPT; RSA_* allow ENCRYPT_DECRYPT or SIGN_VERIFY; ECC_* allow SIGN_VERIFY; HMAC_* allow GENERATE_VERIFY_MAC"
 // +kubebuilder:validation:XValidation:rule="(has(self.keyUsage) ? self.keyUsage : self.keySpec.startsWith('HMAC_') ? 'GENERATE_VERIFY_MAC' : self.keySpec.startsWith('ECC_') ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT') == (has(oldSelf.keyUsage) ? oldSelf.keyUsage : oldSelf.keySpec.startsWith('HMAC_') ? 'GENERATE_VERIFY_MAC' : oldSelf.keySpec.startsWith('ECC_') ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT')",message="keyUsage is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.restoreFrom) == has(oldSelf.restoreFrom) && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)",message="restoreFrom is immutable: it can only be set when the Key is created"
+// +kubebuilder:validation:XValidation:rule="has(self.initialPolicy) == has(oldSelf.initialPolicy) && (!has(self.initialPolicy) || self.initialPolicy == oldSelf.initialPolicy)",message="initialPolicy is immutable: it can only be set when the Key is created; change the key's policy with a KeyPolicy"
+// +kubebuilder:validation:XValidation:rule="!has(self.initialPolicy) || !has(self.restoreFrom)",message="a restored key comes back under the policy it had: give initialPolicy or restoreFrom, not both"
 type KeySpec struct {
 	// description is free text for people. At most 8192 characters.
 	// +optional
@@ -279,6 +281,28 @@ type KeySpec struct {
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`
 	RestoreFrom string `json:"restoreFrom,omitempty"`
+
+	// initialPolicy is the key's policy from the moment it is created, as
+	// AWS's CreateKey takes a policy: with it no one outside it can slip a
+	// KeyGrant or KeyPolicy in before the key's KeyPolicy exists. A KeyPolicy
+	// bound to the Key (allowed PutPolicy under this policy) takes
+	// precedence; without one, this policy governs, never the default (RBAC)
+	// policy. Immutable.
+	// +optional
+	InitialPolicy *KeyInitialPolicy `json:"initialPolicy,omitempty"`
+}
+
+// KeyInitialPolicy is a key policy given with the Key itself.
+type KeyInitialPolicy struct {
+	// statements: 1 to 32, as in a KeyPolicy.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Statements []PolicyStatement `json:"statements"`
+	// bypassPolicyLockoutSafetyCheck accepts a policy under which the Key's
+	// creator could not PutPolicy.
+	// +optional
+	BypassPolicyLockoutSafetyCheck bool `json:"bypassPolicyLockoutSafetyCheck,omitempty"`
 }
 
 // KeyVersion is one version of a key's material.

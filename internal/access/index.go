@@ -237,8 +237,33 @@ func (ix *Index) dropGrantLocked(nn types.NamespacedName) {
 
 // PolicyFrom converts a KeyPolicy for the evaluator.
 func PolicyFrom(p *kmsv1alpha1.KeyPolicy) *policy.Policy {
-	out := &policy.Policy{Name: p.Name}
-	for _, st := range p.Spec.Statements {
+	return policyFrom(p.Name, p.Spec.Statements)
+}
+
+// InitialPolicy converts a Key's spec.initialPolicy for the evaluator; nil
+// when it has none. It governs the key while no KeyPolicy is bound to it.
+func InitialPolicy(key *kmsv1alpha1.Key) *policy.Policy {
+	if key.Spec.InitialPolicy == nil {
+		return nil
+	}
+	return policyFrom(key.Name+" (initialPolicy)", key.Spec.InitialPolicy.Statements)
+}
+
+// InitialKeyPolicy is a Key's spec.initialPolicy as a KeyPolicy of that key
+// (for the record kept with a deleted key); nil when it has none.
+func InitialKeyPolicy(key *kmsv1alpha1.Key) *kmsv1alpha1.KeyPolicy {
+	if key.Spec.InitialPolicy == nil {
+		return nil
+	}
+	return &kmsv1alpha1.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}, Spec: kmsv1alpha1.KeyPolicySpec{
+		KeyRef: kmsv1alpha1.KeyReference{Name: key.Name}, Statements: key.Spec.InitialPolicy.Statements,
+		BypassPolicyLockoutSafetyCheck: key.Spec.InitialPolicy.BypassPolicyLockoutSafetyCheck,
+	}}
+}
+
+func policyFrom(name string, statements []kmsv1alpha1.PolicyStatement) *policy.Policy {
+	out := &policy.Policy{Name: name}
+	for _, st := range statements {
 		s := policy.Statement{
 			Sid: st.Sid, Effect: policy.Effect(st.Effect), Actions: st.Actions,
 			Principals: policy.Principals{ServiceAccounts: st.Principals.ServiceAccounts, Users: st.Principals.Users, Groups: st.Principals.Groups, RBAC: st.Principals.RBAC},

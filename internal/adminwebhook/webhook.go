@@ -162,10 +162,13 @@ func (v *Validator) key(ctx context.Context, req admission.Request) admission.Re
 		if err := v.Decoder.DecodeRaw(req.Object, key); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		if key.Spec.RestoreFrom == "" {
-			return admission.Allowed("")
+		if key.Spec.RestoreFrom != "" {
+			return v.restore(ctx, req.UserInfo, key)
 		}
-		return v.restore(ctx, req.UserInfo, key)
+		if ip := key.Spec.InitialPolicy; ip != nil && !ip.BypassPolicyLockoutSafetyCheck && !v.self(req.UserInfo) {
+			return v.lockout(ctx, req.UserInfo, key.Namespace, key.Name, access.InitialPolicy(key), "spec.initialPolicy")
+		}
+		return admission.Allowed("")
 	}
 	old := &kmsv1alpha1.Key{}
 	if err := v.Decoder.DecodeRaw(req.OldObject, old); err != nil {
@@ -377,14 +380,18 @@ func (v *Validator) keyPolicy(ctx context.Context, req admission.Request) admiss
 	if req.Operation == admissionv1.Delete || p.Spec.BypassPolicyLockoutSafetyCheck || v.self(req.UserInfo) {
 		return admission.Allowed("")
 	}
-	// Lockout check: under the new policy, could its author change it again?
-	d, err := policy.Evaluate(v.request(req.UserInfo, "PutPolicy"), access.PolicyFrom(p), nil, v.rbac(ctx, req.UserInfo, p.Namespace, p.Spec.KeyRef.Name, "PutPolicy"))
+	return v.lockout(ctx, req.UserInfo, p.Namespace, p.Spec.KeyRef.Name, access.PolicyFrom(p), "KeyPolicy")
+}
+
+// lockout refuses a policy under which its author could not PutPolicy again.
+func (v *Validator) lockout(ctx context.Context, user authenticationv1.UserInfo, namespace, key string, pol *policy.Policy, what string) admission.Response {
+	d, err := policy.Evaluate(v.request(user, "PutPolicy"), pol, nil, v.rbac(ctx, user, namespace, key, "PutPolicy"))
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if !d.Allowed {
-		return admission.Denied(fmt.Sprintf("kubekms: this KeyPolicy would leave %s unable to change it again (no statement allows PutPolicy for them); "+
-			"set spec.bypassPolicyLockoutSafetyCheck: true if you mean it", req.UserInfo.Username))
+		return admission.Denied(fmt.Sprintf("kubekms: this %s would leave %s unable to change it again (no statement allows PutPolicy for them); "+
+			"set bypassPolicyLockoutSafetyCheck: true if you mean it", what, user.Username))
 	}
 	return admission.Allowed("")
 }
@@ -454,9 +461,10 @@ func (v *Validator) check(ctx context.Context, user authenticationv1.UserInfo, n
 }
 
 // governing is the policy of the Key (namespace, key, uid): the KeyPolicy
-// governing it, or, while it is being restored (restoreFrom set, no keyID
-// yet), the policy it had when deleted, so that nobody slips a policy or
-// grant in before the restored policy is back.
+// governing it, else its spec.initialPolicy, or, while it is being
+// restored (restoreFrom set, no keyID yet), the policy it had when deleted,
+// so that nobody slips a policy or grant in before the restored policy is
+// back.
 func (v *Validator) governing(ctx context.Context, namespace, key string, uid types.UID) (*policy.Policy, error) {
 	if pol, _ := v.Access.For(namespace, uid, v.Clock.Now()); pol != nil {
 		return pol, nil
@@ -467,8 +475,14 @@ func (v *Validator) governing(ctx context.Context, namespace, key string, uid ty
 	if apierrors.IsNotFound(err) || (err == nil && k.UID != uid) {
 		err = v.APIReader.Get(ctx, nn, k)
 	}
-	if err != nil || k.UID != uid || k.Spec.RestoreFrom == "" || k.Status.KeyID != "" {
+	if err != nil || k.UID != uid {
 		return nil, client.IgnoreNotFound(err)
+	}
+	if pol := access.InitialPolicy(k); pol != nil {
+		return pol, nil
+	}
+	if k.Spec.RestoreFrom == "" || k.Status.KeyID != "" {
+		return nil, nil
 	}
 	all, err := v.Tombstones(ctx, k.Spec.RestoreFrom)
 	if err != nil {

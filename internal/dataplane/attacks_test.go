@@ -186,6 +186,44 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 		Expect(getKey(ctx, ns, "byok").Status.CurrentVersion).To(BeZero(), "eve's material was not imported")
 	})
 
+	It("3: a Key created with spec.initialPolicy is governed from its first moment: a watching admin not in it cannot slip in a grant or policy", func(ctx SpecContext) {
+		newServiceAccount(ctx, ns, "api")
+		newServiceAccount(ctx, ns, "thief")
+		api := withToken(context.Background(), kmsToken(ctx, ns, "api"))
+		thief := withToken(context.Background(), kmsToken(ctx, ns, "thief"))
+		mallory := as(ctx, ns, "mallory-"+ns, editKMS)
+		grant(ctx, ns, "thief", "payments", "encrypt", "decrypt") // RBAC does not count under a policy without rbac statements
+
+		By("a creator not in the initial policy is refused (lockout check)")
+		lockedOut := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lockout"}, Spec: kmsv1alpha1.KeySpec{
+			InitialPolicy: &kmsv1alpha1.KeyInitialPolicy{Statements: []kmsv1alpha1.PolicyStatement{
+				{Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"carol"}}, Actions: []string{"*"}}}}}}
+		Expect(mallory.Create(ctx, lockedOut)).To(MatchError(ContainSubstring("this spec.initialPolicy would leave mallory-" + ns + " unable to change it again")))
+
+		By("the key admin creates the Key with its policy; mallory tries at once")
+		key := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments"}, Spec: kmsv1alpha1.KeySpec{
+			InitialPolicy: &kmsv1alpha1.KeyInitialPolicy{Statements: []kmsv1alpha1.PolicyStatement{onlyAdmin(),
+				{Sid: "ApiUses", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{ServiceAccounts: []string{ns + "/api"}}, Actions: []string{"Encrypt", "Decrypt"}}}}}}
+		Expect(k8sClient.Create(ctx, key)).To(Succeed())
+		err := mallory.Create(ctx, &kmsv1alpha1.KeyGrant{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mine"},
+			Spec: kmsv1alpha1.KeyGrantSpec{KeyRef: kmsv1alpha1.KeyReference{Name: "payments"}, Grantee: kmsv1alpha1.GrantPrincipal{ServiceAccount: ns + "/thief"}, Operations: []string{"Decrypt"}}})
+		Expect(err).To(MatchError(ContainSubstring("may not CreateGrant key " + ns + "/payments")))
+		err = mallory.Create(ctx, &kmsv1alpha1.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mine"},
+			Spec: kmsv1alpha1.KeyPolicySpec{KeyRef: kmsv1alpha1.KeyReference{Name: "payments"}, Statements: []kmsv1alpha1.PolicyStatement{
+				{Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"mallory-" + ns}}, Actions: []string{"*"}}}}})
+		Expect(err).To(MatchError(ContainSubstring("may not PutPolicy key " + ns + "/payments")))
+		Expect(mallory.Delete(ctx, key)).To(MatchError(ContainSubstring("may not ScheduleDeletion")))
+
+		By("api uses the key; the thief, whom RBAC allows, does not")
+		waitVersion(ctx, key, 1)
+		var enc *kmsv1.EncryptResponse
+		Eventually(func() (err error) {
+			enc, err = kms.Encrypt(api, &kmsv1.EncryptRequest{KeyId: "payments", Plaintext: []byte("card")})
+			return err
+		}).Should(Succeed())
+		Consistently(func() codes.Code { return decryptCode(thief, enc.CiphertextBlob, nil) }, "2s", "200ms").Should(Equal(codes.PermissionDenied))
+	})
+
 	It("2: keyRef of a KeyPolicy or KeyGrant cannot be re-pointed, nor its binding to the key", func(ctx SpecContext) {
 		newReadyKey(ctx, ns, "a")
 		newReadyKey(ctx, ns, "b")

@@ -347,6 +347,9 @@ func (s *Server) decide(ctx context.Context, p *authn.Principal, action string, 
 	if s.Access != nil {
 		pol, grants = s.Access.For(key.Namespace, key.UID, time.Now())
 	}
+	if pol == nil {
+		pol = key.InitialPolicy
+	}
 	return policy.Evaluate(policy.Request{
 		Principal:         policy.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, Namespace: p.Namespace, ServiceAccount: p.ServiceAccount},
 		Action:            action,

@@ -23,7 +23,9 @@ import (
 	"k8s.io/utils/clock"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/policy"
 )
 
 // ErrNotFound means no Key answers to the reference.
@@ -47,6 +49,10 @@ type Key struct {
 	// ValidTo is when imported material expires (spec.import.validTo); zero
 	// when it does not.
 	ValidTo time.Time
+	// InitialPolicy is spec.initialPolicy: the key's policy while no
+	// KeyPolicy is bound to it (nil: the default policy). It rides with the
+	// snapshot, so a key is never seen without it.
+	InitialPolicy *policy.Policy
 }
 
 // Loader unseals one version's material.
@@ -149,6 +155,7 @@ func (k *Keyring) Upsert(obj *kmsv1alpha1.Key) {
 		Description:     obj.Spec.Description,
 		Created:         obj.CreationTimestamp.Time,
 		RotationEnabled: obj.Spec.Rotation.Enabled,
+		InitialPolicy:   access.InitialPolicy(obj),
 	}
 	if obj.Status.NextRotationTime != nil {
 		snap.NextRotation = obj.Status.NextRotationTime.Time
