@@ -419,13 +419,15 @@ func (r *KeyReconciler) reconcileDelete(ctx context.Context, key *kmsv1alpha1.Ke
 		// checked under, and comes back under, this record of it. A policy
 		// already gone (its namespace is being deleted) leaves the record
 		// the versions carry.
-		pol, err := r.governingPolicy(ctx, key)
-		if err != nil {
+		policies := &kmsv1alpha1.KeyPolicyList{}
+		if err := r.List(ctx, policies, client.InNamespace(key.Namespace)); err != nil {
 			return err
 		}
 		record = active[len(active)-1].DeletedPolicy
-		if pol != nil || record == "" {
-			record = access.RecordPolicy(pol)
+		if bound := access.Governing(policies.Items, key.Namespace, key.UID); bound != nil {
+			record = access.RecordPolicy(bound)
+		} else if record == "" {
+			record = access.RecordPolicy(access.InitialKeyPolicy(key))
 		}
 	}
 	for _, v := range active {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/seal"
 )
@@ -348,6 +349,42 @@ var _ = Describe("Key deletion", func() {
 		for _, s := range materialSecrets(ctx, victim.Status.KeyID) {
 			Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelKeyNamespace, ns), "the victim's material stays the victim's")
 		}
+	})
+
+	// Issue 12 review: the namespace controller deletes a key's KeyPolicy
+	// before the key's finalizer runs; the tombstone must keep the policy
+	// that governed, not fall back to the key's initial policy or RBAC.
+	It("keeps the governing KeyPolicy in the tombstone when the policy went first in a namespace being deleted", func(ctx SpecContext) {
+		key := newKey(ns, "governed")
+		key.Spec.InitialPolicy = &kmsv1alpha1.KeyInitialPolicy{Statements: []kmsv1alpha1.PolicyStatement{
+			{Sid: "Initial", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"mallory"}}, Actions: []string{"*"}}}}
+		key = waitReady(ctx, createKey(ctx, key), 1)
+		pol := &kmsv1alpha1.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "governed",
+			OwnerReferences: []metav1.OwnerReference{access.KeyOwnerReference(key)}},
+			Spec: kmsv1alpha1.KeyPolicySpec{KeyRef: kmsv1alpha1.KeyReference{Name: "governed"}, Statements: []kmsv1alpha1.PolicyStatement{
+				{Sid: "Carol", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"carol"}}, Actions: []string{"*"}}}}}
+		Expect(k8sClient.Create(ctx, pol)).To(Succeed())
+		sid := func() string {
+			vs := materialSecrets(ctx, key.Status.KeyID)
+			if len(vs) == 0 {
+				return ""
+			}
+			rec := access.ParseDeletedPolicy(vs[0].Annotations[keystore.AnnotationDeletedPolicy])
+			if rec.Spec == nil {
+				return ""
+			}
+			return rec.Spec.Statements[0].Sid
+		}
+		Eventually(sid).Should(Equal("Carol"), "the live material carries the governing policy's record")
+
+		By("with the manager down: the namespace terminates, its KeyPolicy goes, then the Key")
+		stopMgr()
+		Expect(k8sClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Expect(k8sClient.Delete(ctx, pol)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, key)).To(Succeed())
+		stopMgr = startManager()
+		Eventually(getKey(ctx, key)).Should(BeNil())
+		Expect(sid()).To(Equal("Carol"), "the tombstone keeps the KeyPolicy that governed")
 	})
 
 	It("deletes every key of a namespace at once without hanging", func(ctx SpecContext) {

@@ -120,6 +120,14 @@ func KeyActions(old, new *kmsv1alpha1.Key, bySelf bool) []string {
 		// labelled for the name, for the next Key of that name to take.
 		out = append(out, "ScheduleDeletion")
 	}
+	others := func(f []string) []string {
+		return slices.Sorted(slices.Values(slices.DeleteFunc(slices.Clone(f), func(s string) bool { return s == kmsv1alpha1.KeyFinalizer })))
+	}
+	if !bySelf && !slices.Equal(others(old.Finalizers), others(new.Finalizers)) {
+		// Another finalizer (foregroundDeletion, orphan, anyone's) changes
+		// how and whether the Key goes: the key's administrators decide.
+		out = append(out, "Administer")
+	}
 	o, n := old.Spec.DeepCopy(), new.Spec.DeepCopy()
 	if n.State == kmsv1alpha1.KeyDesiredDisabled {
 		o.State, n.State = "", "" // judged as Disable above
@@ -183,10 +191,10 @@ func (v *Validator) key(ctx context.Context, req admission.Request) admission.Re
 		actions = KeyActions(old, key, v.self(req.UserInfo))
 	} else if v.namespaceTerminating(ctx, old.Namespace) {
 		return admission.Allowed("the namespace is being deleted")
-	} else if foreground(req) {
-		// Foreground deletion deletes the key's policy before the key,
-		// so the policy could not be kept with its tombstone.
-		return admission.Denied("kubekms: delete Keys with background propagation (the default), not foreground: the key's policy is kept with its tombstone for a restore")
+	} else if p := propagation(req); p == metav1.DeletePropagationForeground || p == metav1.DeletePropagationOrphan {
+		// Foreground deletion deletes the key's policy before the key; orphan
+		// deletion would strip its policies' and grants' binding.
+		return admission.Denied(fmt.Sprintf("kubekms: delete Keys with background propagation (the default), not %s: the key's policies and grants go with it, and its policy is kept with its tombstone for a restore", p))
 	}
 	return v.check(ctx, req.UserInfo, old.Namespace, old.Name, old.UID, actions)
 }
@@ -423,12 +431,16 @@ func (v *Validator) namespaceTerminating(ctx context.Context, name string) bool 
 	return !ns.DeletionTimestamp.IsZero() || ns.Status.Phase == corev1.NamespaceTerminating
 }
 
-func foreground(req admission.Request) bool {
+// propagation is a deletion's propagation policy ("" when not given).
+func propagation(req admission.Request) metav1.DeletionPropagation {
 	opts := &metav1.DeleteOptions{}
-	if len(req.Options.Raw) == 0 || json.Unmarshal(req.Options.Raw, opts) != nil {
-		return false
+	if len(req.Options.Raw) == 0 || json.Unmarshal(req.Options.Raw, opts) != nil || opts.PropagationPolicy == nil {
+		return ""
 	}
-	return opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationForeground
+	if opts.OrphanDependents != nil && *opts.OrphanDependents {
+		return metav1.DeletePropagationOrphan
+	}
+	return *opts.PropagationPolicy
 }
 
 func (v *Validator) self(user authenticationv1.UserInfo) bool {

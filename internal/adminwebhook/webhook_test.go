@@ -45,13 +45,15 @@ func TestKeyActions(t *testing.T) {
 		bySelf      bool
 		wantActions []string
 	}{
-		"no change":                    {mutate: func(*kmsv1alpha1.Key) {}},
-		"labels are not an admin act":  {mutate: func(k *kmsv1alpha1.Key) { k.Labels = map[string]string{"team": "a"} }},
-		"rotate":                       {mutate: func(k *kmsv1alpha1.Key) { k.Annotations = map[string]string{kmsv1alpha1.RotateAnnotation: "1"} }, wantActions: []string{"Rotate"}},
-		"disable":                      {mutate: func(k *kmsv1alpha1.Key) { k.Spec.State = kmsv1alpha1.KeyDesiredDisabled }, wantActions: []string{"Disable"}},
-		"description":                  {mutate: func(k *kmsv1alpha1.Key) { k.Spec.Description = "x" }, wantActions: []string{"Administer"}},
-		"a user removes the finalizer": {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = nil }, wantActions: []string{"ScheduleDeletion"}},
-		"the manager removes it":       {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = nil }, bySelf: true},
+		"no change":                       {mutate: func(*kmsv1alpha1.Key) {}},
+		"labels are not an admin act":     {mutate: func(k *kmsv1alpha1.Key) { k.Labels = map[string]string{"team": "a"} }},
+		"rotate":                          {mutate: func(k *kmsv1alpha1.Key) { k.Annotations = map[string]string{kmsv1alpha1.RotateAnnotation: "1"} }, wantActions: []string{"Rotate"}},
+		"disable":                         {mutate: func(k *kmsv1alpha1.Key) { k.Spec.State = kmsv1alpha1.KeyDesiredDisabled }, wantActions: []string{"Disable"}},
+		"description":                     {mutate: func(k *kmsv1alpha1.Key) { k.Spec.Description = "x" }, wantActions: []string{"Administer"}},
+		"a user removes the finalizer":    {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = nil }, wantActions: []string{"ScheduleDeletion"}},
+		"the manager removes it":          {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = nil }, bySelf: true},
+		"a user adds foregroundDeletion":  {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = append(k.Finalizers, "foregroundDeletion") }, wantActions: []string{"Administer"}},
+		"a user adds their own finalizer": {mutate: func(k *kmsv1alpha1.Key) { k.Finalizers = append(k.Finalizers, "example.com/hold") }, wantActions: []string{"Administer"}},
 		"an import request": {mutate: func(k *kmsv1alpha1.Key) {
 			k.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "s"}}
 		}, wantActions: []string{"ImportKeyMaterial"}},

@@ -424,9 +424,14 @@ var _ = Describe("Namespaces and keys go away with their policies and grants (is
 		}, time.Minute).Should(BeTrue())
 	})
 
-	It("keeps a deleted key's policy record when its namespace goes, so a re-created namespace cannot restore it under the default policy", func(ctx SpecContext) {
+	It("keeps a deleted key's policy record when its namespace goes, so a re-created namespace cannot restore it under an older or the default policy", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
-		k := newReadyKey(ctx, ns, "payments")
+		// mallory was in the key's initial policy; its KeyPolicy later leaves her out.
+		k := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments"}, Spec: kmsv1alpha1.KeySpec{
+			InitialPolicy: &kmsv1alpha1.KeyInitialPolicy{Statements: []kmsv1alpha1.PolicyStatement{onlyAdmin(),
+				{Sid: "Mallory", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"mallory"}}, Actions: []string{"*"}}}}}}
+		Expect(k8sClient.Create(ctx, k)).To(Succeed())
+		k = waitVersion(ctx, k, 1)
 		pol := &kmsv1alpha1.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "payments"}, Spec: kmsv1alpha1.KeyPolicySpec{
 			KeyRef: kmsv1alpha1.KeyReference{Name: "payments"}, BypassPolicyLockoutSafetyCheck: true,
 			Statements: []kmsv1alpha1.PolicyStatement{{Sid: "Carol", Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"carol"}}, Actions: []string{"*"}}}}}
@@ -448,7 +453,9 @@ var _ = Describe("Namespaces and keys go away with their policies and grants (is
 		vs, err := store.ByKeyID(ctx, k.Status.KeyID)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(vs).NotTo(BeEmpty())
-		Expect(access.ParseDeletedPolicy(vs[0].DeletedPolicy).Spec).NotTo(BeNil(), "carol's policy is in the record")
+		rec := access.ParseDeletedPolicy(vs[0].DeletedPolicy)
+		Expect(rec.Spec).NotTo(BeNil())
+		Expect(rec.Spec.Statements[0].Sid).To(Equal("Carol"), "the record is the KeyPolicy that governed, not the initial policy")
 
 		By("the namespace is created again; mallory administers it (kubekms-key-admin, with verb restore)")
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
