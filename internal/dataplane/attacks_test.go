@@ -26,7 +26,7 @@ import (
 	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/crypto"
 	"github.com/kubekms/kubekms/internal/keystore"
-	"github.com/kubekms/kubekms/internal/testkcm"
+	"github.com/kubekms/kubekms/internal/testsupport"
 )
 
 // Issue 12: each spec plays an attacker with only the rights named, through
@@ -408,7 +408,7 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 var _ = Describe("Namespaces and keys go away with their policies and grants (issue 12, finding 7)", Ordered, func() {
 	BeforeAll(func() {
 		By("starting kube-controller-manager's namespace controller and garbage collector")
-		testkcm.Start(testEnv, os.Getenv("KUBEBUILDER_ASSETS"), "kcm", "namespace", "garbagecollector")
+		testsupport.StartKCM(testEnv, os.Getenv("KUBEBUILDER_ASSETS"), "kcm", "namespace", "garbagecollector")
 	})
 
 	It("deletes a key's policy and grants with the key (garbage collector, ownerReferences)", func(ctx SpecContext) {

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubekms/kubekms/internal/inject"
-	"github.com/kubekms/kubekms/internal/testkcm"
+	"github.com/kubekms/kubekms/internal/testsupport"
 )
 
 const operatorNamespace = "kubekms-system"
@@ -89,7 +89,7 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(cancel)
 
 	By("starting kube-controller-manager for Deployments, ReplicaSets, Jobs and ServiceAccounts")
-	testkcm.Start(testEnv, assets, "kcm", "deployment", "replicaset", "job", "serviceaccount")
+	testsupport.StartKCM(testEnv, assets, "kcm", "deployment", "replicaset", "job", "serviceaccount")
 
 	By("waiting for the webhook to answer")
 	Eventually(func() error {

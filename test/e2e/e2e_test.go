@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
+
+	"github.com/kubekms/kubekms/internal/testsupport"
 )
 
 // secretsSeen are tokens and plaintexts the specs used: none may reach a log.
@@ -57,7 +58,8 @@ var _ = BeforeSuite(func() {
 	Expect(os.Symlink(cli, filepath.Join(pluginDir, "kubectl-kms"))).To(Succeed())
 
 	devDir = GinkgoT().TempDir()
-	dataplane = freeAddr()
+	addrs := testsupport.FreeAddrs(2)
+	dataplane = addrs[0]
 	quotaFile := filepath.Join(devDir, "quota.yaml")
 	Expect(os.WriteFile(quotaFile, []byte("namespaces:\n  kms-throttled: {symmetric: 2}\n"), 0o600)).To(Succeed())
 	kubeconfig = filepath.Join(devDir, "kubeconfig")
@@ -70,7 +72,7 @@ var _ = BeforeSuite(func() {
 		"--metrics-bind-address", "0",
 		"--dataplane-address", dataplane,
 		"--quota-config", quotaFile,
-		"--health-probe-bind-address", freeAddr(),
+		"--health-probe-bind-address", addrs[1],
 	)
 	devenv, err = gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
@@ -133,13 +135,6 @@ func waitKeyEnabled(namespace, name string) {
 		out, _ := kubectl("get", "key", name, "-n", namespace, "-o", "jsonpath={.status.state}")
 		return out
 	}, "20s").Should(Equal("Enabled"))
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	Expect(err).NotTo(HaveOccurred())
-	defer l.Close()
-	return l.Addr().String()
 }
 
 var _ = Describe("the local control plane", func() {

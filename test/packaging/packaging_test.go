@@ -13,7 +13,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,6 +47,7 @@ import (
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/testsupport"
 )
 
 const releaseNS = "kubekms-system"
@@ -373,8 +373,9 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		bin, err := gexec.Build("github.com/kubekms/kubekms/cmd/manager")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
-		grpcA = freeAddr()
-		probe := freeAddr()
+		addrs := testsupport.FreeAddrs(3)
+		grpcA = addrs[0]
+		probe := addrs[1]
 		cmd := exec.Command(bin,
 			"--kubeconfig", impersonating,
 			"--operator-namespace", releaseNS,
@@ -385,7 +386,7 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 			"--dataplane-ip-addresses", "127.0.0.1",
 			"--usage-interval", "1s",
 			"--webhook-host", "127.0.0.1",
-			"--webhook-port", strings.Split(freeAddr(), ":")[1],
+			"--webhook-port", strings.Split(addrs[2], ":")[1],
 			"--audit-log", filepath.Join(GinkgoT().TempDir(), "audit.log"),
 		)
 		mgr, err = gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
@@ -565,11 +566,4 @@ func dataPlane(ctx context.Context, addr, ns, sa, role string) (kmsv1.KeyManagem
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(conn.Close)
 	return kmsv1.NewKeyManagementServiceClient(conn), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr.Status.Token)
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	Expect(err).NotTo(HaveOccurred())
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -13,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubekms/kubekms/internal/testsupport"
 )
 
 // Finding 10 of issue 12: with the root key Secret deleted, the manager used
@@ -32,15 +34,16 @@ var _ = Describe("The manager binary, when the root key Secret is missing but se
 		bin, err := gexec.Build("github.com/kubekms/kubekms/cmd/manager")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
+		addrs := testsupport.FreeAddrs(2)
 		mgr, err := gexec.Start(exec.Command(bin,
 			"--kubeconfig", kubeconfig,
 			"--operator-namespace", ns,
 			"--leader-elect=false",
 			"--metrics-bind-address", "0",
 			"--health-probe-bind-address", "0",
-			"--dataplane-bind-address", freeAddr(),
+			"--dataplane-bind-address", addrs[0],
 			"--webhook-host", "127.0.0.1",
-			"--webhook-port", strings.Split(freeAddr(), ":")[1],
+			"--webhook-port", strings.Split(addrs[1], ":")[1],
 		), GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { mgr.Kill().Wait(20 * time.Second) })

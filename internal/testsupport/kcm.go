@@ -1,8 +1,9 @@
-// Package testkcm runs a real kube-controller-manager next to an envtest
-// API server, for the suites that need its controllers (Deployments and
-// Jobs making Pods, namespace deletion, garbage collection, ClusterRole
-// aggregation). Only tests import it.
-package testkcm
+// Package testsupport holds what several test suites share: a real
+// kube-controller-manager next to an envtest API server, for the suites
+// that need its controllers (Deployments and Jobs making Pods, namespace
+// deletion, garbage collection, ClusterRole aggregation), and free
+// loopback addresses. Only tests import it.
+package testsupport
 
 import (
 	"os"
@@ -17,10 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// Start runs kube-controller-manager from assets (KUBEBUILDER_ASSETS) with
+// StartKCM runs kube-controller-manager from assets (KUBEBUILDER_ASSETS) with
 // only the named controllers, as a system:masters user called user, and
 // stops it when the current Ginkgo node's cleanup runs.
-func Start(env *envtest.Environment, assets, user string, controllers ...string) {
+func StartKCM(env *envtest.Environment, assets, user string, controllers ...string) {
 	GinkgoHelper()
 	u, err := env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
 	Expect(err).NotTo(HaveOccurred())
