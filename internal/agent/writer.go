@@ -47,6 +47,10 @@ func (d Dir) Write(files map[string][]byte) error {
 			return err
 		}
 	}
+	// The generation readers may be resolving right now is kept until the
+	// next write: a reader that followed ..data to it just before the swap
+	// still finds its file.
+	previous, _ := os.Readlink(filepath.Join(d.Path, dataLink))
 	tmp := filepath.Join(d.Path, "..data_tmp")
 	_ = os.Remove(tmp)
 	if err := os.Symlink(filepath.Base(gen), tmp); err != nil {
@@ -66,15 +70,16 @@ func (d Dir) Write(files map[string][]byte) error {
 			return err
 		}
 	}
-	// Files no longer configured go away, and every older generation (the
-	// directory is the agent's alone). Readers that opened an old file keep it.
+	// Files no longer configured go away, and every generation older than
+	// the previous one (the directory is the agent's alone). Readers that
+	// opened an old file keep it.
 	entries, err := os.ReadDir(d.Path)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if n == dataLink || n == ReadyFile || n == filepath.Base(gen) {
+		if n == dataLink || n == ReadyFile || n == filepath.Base(gen) || (previous != "" && n == previous) {
 			continue
 		}
 		if _, keep := files[n]; keep {

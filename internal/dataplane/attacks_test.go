@@ -438,6 +438,19 @@ var _ = Describe("Namespaces and keys go away with their policies and grants (is
 		Expect(k8sClient.Create(ctx, pol)).To(Succeed())
 		waitAccepted(ctx, pol)
 
+		store := &keystore.Store{Reader: k8sClient, Namespace: operatorNamespace}
+		recorded := func() string {
+			vs, err := store.ByKeyID(ctx, k.Status.KeyID)
+			if err != nil || len(vs) == 0 {
+				return ""
+			}
+			if rec := access.ParseDeletedPolicy(vs[0].DeletedPolicy); rec.Spec != nil {
+				return rec.Spec.Statements[0].Sid
+			}
+			return ""
+		}
+		Eventually(recorded).Should(Equal("Carol"), "the live material records the KeyPolicy once the controller has seen it")
+
 		By("a tenant of another namespace keeps the key controller busy while the namespace is deleted")
 		other := newNamespace(ctx)
 		tenant := as(ctx, other, "tenant", editKMS)
@@ -449,18 +462,12 @@ var _ = Describe("Namespaces and keys go away with their policies and grants (is
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}))
 		}, 2*time.Minute, time.Second).Should(BeTrue())
-		store := &keystore.Store{Reader: k8sClient, Namespace: operatorNamespace}
-		vs, err := store.ByKeyID(ctx, k.Status.KeyID)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(vs).NotTo(BeEmpty())
-		rec := access.ParseDeletedPolicy(vs[0].DeletedPolicy)
-		Expect(rec.Spec).NotTo(BeNil())
-		Expect(rec.Spec.Statements[0].Sid).To(Equal("Carol"), "the record is the KeyPolicy that governed, not the initial policy")
+		Expect(recorded()).To(Equal("Carol"), "the tombstone keeps the KeyPolicy that governed, not the initial policy")
 
 		By("the namespace is created again; mallory administers it (kubekms-key-admin, with verb restore)")
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 		mallory := as(ctx, ns, "mallory", editKMS, rbacv1.PolicyRule{APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, Verbs: []string{"restore", "cancelkeydeletion"}})
-		err = mallory.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "loot"}, Spec: kmsv1alpha1.KeySpec{RestoreFrom: k.Status.KeyID}})
+		err := mallory.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "loot"}, Spec: kmsv1alpha1.KeySpec{RestoreFrom: k.Status.KeyID}})
 		Expect(err).To(MatchError(ContainSubstring("may not CancelKeyDeletion of deleted key " + ns + "/payments")))
 	})
 
