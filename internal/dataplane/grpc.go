@@ -195,11 +195,11 @@ func (o Options) record(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	if rec.Key == nil && rec.RequestedKey != "" && c.principal.Username != "" && o.Keys != nil {
 		// Refused before the handler resolved it (throttled): name the key
 		// the caller asked for, so the audit record and the Key's Events show it.
-		key, err := c.resolved, error(nil)
+		key := c.resolved
 		if key == nil {
-			key, err = o.Keys.Resolve(c.principal.Namespace, rec.RequestedKey)
+			key, _ = o.Keys.Resolve(c.principal.Namespace, rec.RequestedKey)
 		}
-		if err == nil {
+		if key != nil {
 			rec.Key = &audit.KeyRef{Namespace: key.Namespace, Name: key.Name, KeyID: key.KeyIDString}
 			c.keyUID = key.UID
 		}
