@@ -379,6 +379,21 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 		}).Should(HaveOccurred())
 		Expect(err).To(MatchError(ContainSubstring("may not ScheduleDeletion key " + ns + "/payments")))
 		Expect(getKey(ctx, ns, "payments").Finalizers).To(ContainElement(kmsv1alpha1.KeyFinalizer))
+
+		By("planting another finalizer is Administer; foreground and orphan deletion are refused")
+		Eventually(func() error {
+			cur := getKey(ctx, ns, "payments")
+			orig := cur.DeepCopy()
+			cur.Finalizers = append(cur.Finalizers, "foregroundDeletion")
+			err = editor.Patch(ctx, cur, client.MergeFrom(orig))
+			return err
+		}).Should(HaveOccurred())
+		Expect(err).To(MatchError(ContainSubstring("may not Administer key " + ns + "/payments")))
+		for _, p := range []metav1.DeletionPropagation{metav1.DeletePropagationForeground, metav1.DeletePropagationOrphan} {
+			Expect(k8sClient.Delete(ctx, getKey(ctx, ns, "payments"), client.PropagationPolicy(p))).
+				To(MatchError(ContainSubstring("delete Keys with background propagation (the default), not " + string(p))))
+		}
+		Expect(getKey(ctx, ns, "payments").DeletionTimestamp).To(BeNil())
 	})
 
 	It("10: a grant whose grantee changes binds to the new grantee; a user grantee spelled like a ServiceAccount is refused", func(ctx SpecContext) {
