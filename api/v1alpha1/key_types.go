@@ -91,6 +91,10 @@ const (
 	// KeyConditionImported (External keys only) is True when the material
 	// named by spec.import was imported and has not expired.
 	KeyConditionImported = "Imported"
+	// KeyConditionRestored (keys with spec.restoreFrom only) is True when the
+	// deleted key's versions are this Key's again; False says why the
+	// restore is refused (RestoreSourceNotFound, RestoreKeySpecMismatch).
+	KeyConditionRestored = "Restored"
 
 	// KeyReasonEnabled: the key has material and is enabled.
 	KeyReasonEnabled = "Enabled"
@@ -109,6 +113,8 @@ const (
 	KeyReasonImportFailed = "ImportFailed"
 	// KeyReasonMaterialExpired: the imported material is past spec.import.validTo.
 	KeyReasonMaterialExpired = "MaterialExpired"
+	// KeyReasonRestored: the deleted key named by spec.restoreFrom is restored.
+	KeyReasonRestored = "Restored"
 	// KeyReasonRestoreSourceNotFound: restoreFrom names no key deleted within its window in this namespace.
 	KeyReasonRestoreSourceNotFound = "RestoreSourceNotFound"
 	// KeyReasonMaterialMissing: the key had versions but their sealed material
@@ -218,8 +224,8 @@ type KeyImport struct {
 // KeySpec is the desired state of a Key.
 // +kubebuilder:validation:XValidation:rule="!has(self.import) || (has(self.origin) && self.origin == 'External')",message="import applies only to keys with origin: External"
 // +kubebuilder:validation:XValidation:rule="!(has(self.origin) && self.origin == 'External' && has(self.rotation) && has(self.rotation.enabled) && self.rotation.enabled)",message="scheduled rotation cannot make material for origin: External; import again to add a version"
-// +kubebuilder:validation:XValidation:rule="!has(self.keyUsage) || (self.keySpec == 'SYMMETRIC_DEFAULT' ? self.keyUsage == 'ENCRYPT_DECRYPT' : self.keySpec.startsWith('RSA_') ? self.keyUsage in ['ENCRYPT_DECRYPT', 'SIGN_VERIFY'] : self.keySpec.startsWith('ECC_') ? self.keyUsage == 'SIGN_VERIFY' : self.keyUsage == 'GENERATE_VERIFY_MAC')",message="keyUsage does not fit keySpec: SYMMETRIC_DEFAULT allows ENCRYPT_DECRYPT; RSA_* allow ENCRYPT_DECRYPT or SIGN_VERIFY; ECC_* allow SIGN_VERIFY; HMAC_* allow GENERATE_VERIFY_MAC"
-// +kubebuilder:validation:XValidation:rule="(has(self.keyUsage) ? self.keyUsage : self.keySpec.startsWith('HMAC_') ? 'GENERATE_VERIFY_MAC' : self.keySpec.startsWith('ECC_') ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT') == (has(oldSelf.keyUsage) ? oldSelf.keyUsage : oldSelf.keySpec.startsWith('HMAC_') ? 'GENERATE_VERIFY_MAC' : oldSelf.keySpec.startsWith('ECC_') ? 'SIGN_VERIFY' : 'ENCRYPT_DECRYPT')",message="keyUsage is immutable"
+// +kubebuilder:validation:XValidation:rule="!has(self.keyUsage) || self.keyUsage in {'SYMMETRIC_DEFAULT': ['ENCRYPT_DECRYPT'], 'RSA_2048': ['ENCRYPT_DECRYPT', 'SIGN_VERIFY'], 'RSA_3072': ['ENCRYPT_DECRYPT', 'SIGN_VERIFY'], 'RSA_4096': ['ENCRYPT_DECRYPT', 'SIGN_VERIFY'], 'ECC_NIST_P256': ['SIGN_VERIFY'], 'ECC_NIST_P384': ['SIGN_VERIFY'], 'ECC_NIST_P521': ['SIGN_VERIFY'], 'ECC_NIST_EDWARDS25519': ['SIGN_VERIFY'], 'HMAC_224': ['GENERATE_VERIFY_MAC'], 'HMAC_256': ['GENERATE_VERIFY_MAC'], 'HMAC_384': ['GENERATE_VERIFY_MAC'], 'HMAC_512': ['GENERATE_VERIFY_MAC']}[self.keySpec]",message="keyUsage does not fit keySpec: SYMMETRIC_DEFAULT allows ENCRYPT_DECRYPT; RSA_* allow ENCRYPT_DECRYPT or SIGN_VERIFY; ECC_* allow SIGN_VERIFY; HMAC_* allow GENERATE_VERIFY_MAC"
+// +kubebuilder:validation:XValidation:rule="(has(self.keyUsage) ? self.keyUsage : {'SYMMETRIC_DEFAULT': 'ENCRYPT_DECRYPT', 'RSA_2048': 'ENCRYPT_DECRYPT', 'RSA_3072': 'ENCRYPT_DECRYPT', 'RSA_4096': 'ENCRYPT_DECRYPT', 'ECC_NIST_P256': 'SIGN_VERIFY', 'ECC_NIST_P384': 'SIGN_VERIFY', 'ECC_NIST_P521': 'SIGN_VERIFY', 'ECC_NIST_EDWARDS25519': 'SIGN_VERIFY', 'HMAC_224': 'GENERATE_VERIFY_MAC', 'HMAC_256': 'GENERATE_VERIFY_MAC', 'HMAC_384': 'GENERATE_VERIFY_MAC', 'HMAC_512': 'GENERATE_VERIFY_MAC'}[self.keySpec]) == (has(oldSelf.keyUsage) ? oldSelf.keyUsage : {'SYMMETRIC_DEFAULT': 'ENCRYPT_DECRYPT', 'RSA_2048': 'ENCRYPT_DECRYPT', 'RSA_3072': 'ENCRYPT_DECRYPT', 'RSA_4096': 'ENCRYPT_DECRYPT', 'ECC_NIST_P256': 'SIGN_VERIFY', 'ECC_NIST_P384': 'SIGN_VERIFY', 'ECC_NIST_P521': 'SIGN_VERIFY', 'ECC_NIST_EDWARDS25519': 'SIGN_VERIFY', 'HMAC_224': 'GENERATE_VERIFY_MAC', 'HMAC_256': 'GENERATE_VERIFY_MAC', 'HMAC_384': 'GENERATE_VERIFY_MAC', 'HMAC_512': 'GENERATE_VERIFY_MAC'}[oldSelf.keySpec])",message="keyUsage is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.restoreFrom) == has(oldSelf.restoreFrom) && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)",message="restoreFrom is immutable: it can only be set when the Key is created"
 // +kubebuilder:validation:XValidation:rule="has(self.initialPolicy) == has(oldSelf.initialPolicy) && (!has(self.initialPolicy) || self.initialPolicy == oldSelf.initialPolicy)",message="initialPolicy is immutable: it can only be set when the Key is created; change the key's policy with a KeyPolicy"
 // +kubebuilder:validation:XValidation:rule="!has(self.initialPolicy) || !has(self.restoreFrom)",message="a restored key comes back under the policy it had: give initialPolicy or restoreFrom, not both"
@@ -410,7 +416,8 @@ type KeyStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, and Imported for External keys.
+	// conditions: Ready; Imported for External keys; Restored for keys
+	// with spec.restoreFrom.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

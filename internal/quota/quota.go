@@ -13,19 +13,24 @@ import (
 
 	"golang.org/x/time/rate"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubekms/kubekms/internal/keyspec"
 )
 
-// Class groups operations that share a bucket, as AWS's quotas do.
+// Class groups operations that share a bucket, as AWS's quotas do. The
+// class of a key's spec is in the key-spec table (keyspec.Spec.QuotaClass);
+// the names here are that table's.
 type Class string
 
 const (
-	// Symmetric: Encrypt, Decrypt, ReEncrypt, GenerateDataKey*, GenerateMac,
-	// VerifyMac, GenerateRandom, DescribeKey.
-	Symmetric Class = "symmetric"
-	// RSA: operations with RSA keys.
-	RSA Class = "rsa"
-	// ECC: operations with elliptic-curve keys.
-	ECC Class = "ecc"
+	// Symmetric: every operation on a symmetric or HMAC key (Encrypt,
+	// Decrypt, ReEncrypt, GenerateDataKey*, GenerateMac, VerifyMac,
+	// DescribeKey, ...) and those naming no key (GenerateRandom).
+	Symmetric Class = keyspec.ClassSymmetric
+	// RSA: every operation on an RSA key, signing and encryption alike.
+	RSA Class = keyspec.ClassRSA
+	// ECC: every operation on an elliptic-curve key.
+	ECC Class = keyspec.ClassECC
 )
 
 // Limits are requests per second; Burst is how many may come at once
@@ -72,7 +77,7 @@ func Parse(data []byte) (Config, error) {
 	def := DefaultConfig().Defaults
 	cfg.Defaults = merge(def, cfg.Defaults)
 	check := func(where string, l Limits) error {
-		for name, v := range map[string]*float64{"symmetric": l.Symmetric, "rsa": l.RSA, "ecc": l.ECC} {
+		for name, v := range map[Class]*float64{Symmetric: l.Symmetric, RSA: l.RSA, ECC: l.ECC} {
 			if v != nil && *v <= 0 {
 				return fmt.Errorf("quota configuration: %s.%s must be a positive number of requests per second, got %v", where, name, *v)
 			}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubekms/kubekms/internal/keyspec"
 )
 
 type fakeTime struct{ t time.Time }
@@ -138,4 +140,18 @@ func BenchmarkAllow(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Every key spec's quota class is a class with a limit, and each can be
+// configured by its name: a spec whose class quota does not know would
+// count with no limit at all.
+func TestEveryKeySpecClassHasALimit(t *testing.T) {
+	cfg := mustParse(t, "defaults: {symmetric: 11, rsa: 12, ecc: 13}")
+	want := map[Class]float64{Symmetric: 11, RSA: 12, ECC: 13}
+	for _, s := range keyspec.All() {
+		c := Class(s.QuotaClass)
+		if got := cfg.Defaults.class(c); got != want[c] || got == 0 {
+			t.Errorf("%s: class %q has limit %v, want %v", s.Name, c, got, want[c])
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package crypto
+package kmscrypto
 
 import (
 	"crypto"
@@ -17,48 +17,64 @@ import (
 	"slices"
 )
 
-// AsymmetricSpec describes an asymmetric key spec: how to make a key and
-// which signing algorithms it allows.
+// AsymmetricSpec describes one kind of asymmetric key (an RSA size, an
+// ECDSA curve, or Ed25519): how to make a key, which private keys are of
+// this kind, and which signing algorithms it allows. Which key spec names
+// which kind is internal/keyspec's table, not this package's.
 type AsymmetricSpec struct {
 	generate          func(random io.Reader) (crypto.Signer, error)
+	holds             func(k any) bool
 	SigningAlgorithms []string
 }
 
-var asymmetricSpecs = map[string]AsymmetricSpec{
-	"RSA_2048":              rsaSpec(2048),
-	"RSA_3072":              rsaSpec(3072),
-	"RSA_4096":              rsaSpec(4096),
-	"ECC_NIST_P256":         ecSpec(elliptic.P256(), "ECDSA_SHA_256"),
-	"ECC_NIST_P384":         ecSpec(elliptic.P384(), "ECDSA_SHA_384"),
-	"ECC_NIST_P521":         ecSpec(elliptic.P521(), "ECDSA_SHA_512"),
-	"ECC_NIST_EDWARDS25519": {generate: genEd25519, SigningAlgorithms: []string{"ED25519_SHA_512"}},
-}
+// rsaSigningAlgorithms are the signing algorithms of every RSA size.
+var rsaSigningAlgorithms = []string{"RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
+	"RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512"}
 
-func rsaSpec(bits int) AsymmetricSpec {
+// RSAKeyPair is the spec of RSA keys of exactly bits bits, signing with
+// PSS or PKCS #1 v1.5 over SHA-256, SHA-384 or SHA-512.
+func RSAKeyPair(bits int) AsymmetricSpec {
 	return AsymmetricSpec{
 		generate: func(r io.Reader) (crypto.Signer, error) { return rsa.GenerateKey(r, bits) },
-		SigningAlgorithms: []string{"RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
-			"RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512"},
+		holds: func(k any) bool {
+			rk, ok := k.(*rsa.PrivateKey)
+			return ok && rk.N.BitLen() == bits
+		},
+		SigningAlgorithms: slices.Clone(rsaSigningAlgorithms),
 	}
 }
 
-func ecSpec(c elliptic.Curve, alg string) AsymmetricSpec {
+// ECDSAKeyPair is the spec of ECDSA keys on curve c, signing with alg only
+// (AWS pairs each NIST curve with one hash).
+func ECDSAKeyPair(c elliptic.Curve, alg string) AsymmetricSpec {
 	return AsymmetricSpec{
-		generate:          func(r io.Reader) (crypto.Signer, error) { return ecdsa.GenerateKey(c, r) },
+		generate: func(r io.Reader) (crypto.Signer, error) { return ecdsa.GenerateKey(c, r) },
+		holds: func(k any) bool {
+			ek, ok := k.(*ecdsa.PrivateKey)
+			return ok && ek.Curve == c
+		},
 		SigningAlgorithms: []string{alg},
 	}
 }
 
-func genEd25519(r io.Reader) (crypto.Signer, error) {
-	_, priv, err := ed25519.GenerateKey(r)
-	return priv, err
+// Ed25519KeyPair is the spec of Ed25519 keys, signing with ED25519_SHA_512.
+func Ed25519KeyPair() AsymmetricSpec {
+	return AsymmetricSpec{
+		generate: func(r io.Reader) (crypto.Signer, error) {
+			_, priv, err := ed25519.GenerateKey(r)
+			return priv, err
+		},
+		holds: func(k any) bool {
+			_, ok := k.(ed25519.PrivateKey)
+			return ok
+		},
+		SigningAlgorithms: []string{"ED25519_SHA_512"},
+	}
 }
 
-// Asymmetric returns the spec of an asymmetric key spec.
-func Asymmetric(keySpec string) (AsymmetricSpec, bool) {
-	s, ok := asymmetricSpecs[keySpec]
-	return s, ok
-}
+// Holds says whether a parsed private key (as x509.ParsePKCS8PrivateKey
+// returns it) is of exactly this kind: same algorithm, size and curve.
+func (s AsymmetricSpec) Holds(k any) bool { return s.holds != nil && s.holds(k) }
 
 // GenerateKeyPair makes a key pair and returns the private key as PKCS#8
 // DER (the material to seal) and the public key as SubjectPublicKeyInfo DER.

@@ -1,4 +1,4 @@
-package crypto
+package kmscrypto
 
 import (
 	"crypto/hmac"
@@ -19,24 +19,25 @@ const (
 	HMACSHA512 MACAlgorithm = "HMAC_SHA_512"
 )
 
-// HMACKeySpec describes an HMAC key spec: its algorithm, hash and key size
-// (AWS's: 224, 256, 384 and 512 bits).
+// HMACKeySpec describes an HMAC: its algorithm, hash and key size (AWS's:
+// 224, 256, 384 and 512 bits, the hash's output size). Which key spec uses
+// which HMAC is internal/keyspec's table.
 type HMACKeySpec struct {
 	Algorithm MACAlgorithm
 	KeySize   int
 	hash      func() hash.Hash
 }
 
-var hmacSpecs = map[string]HMACKeySpec{
-	"HMAC_224": {HMACSHA224, 28, sha256.New224},
-	"HMAC_256": {HMACSHA256, 32, sha256.New},
-	"HMAC_384": {HMACSHA384, 48, sha512.New384},
-	"HMAC_512": {HMACSHA512, 64, sha512.New},
+var hmacs = map[MACAlgorithm]HMACKeySpec{
+	HMACSHA224: {HMACSHA224, 28, sha256.New224},
+	HMACSHA256: {HMACSHA256, 32, sha256.New},
+	HMACSHA384: {HMACSHA384, 48, sha512.New384},
+	HMACSHA512: {HMACSHA512, 64, sha512.New},
 }
 
-// HMACSpec returns the HMAC parameters of a key spec.
-func HMACSpec(keySpec string) (HMACKeySpec, bool) {
-	s, ok := hmacSpecs[keySpec]
+// HMACFor returns the parameters of an HMAC algorithm.
+func HMACFor(alg MACAlgorithm) (HMACKeySpec, bool) {
+	s, ok := hmacs[alg]
 	return s, ok
 }
 

@@ -1,8 +1,6 @@
-package crypto
+package kmscrypto
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -18,8 +16,8 @@ import (
 
 // Bring-your-own-key import: an RSA 4096 wrapping key per External key, an
 // import token that names the key and when the parameters expire, the two
-// unwrapping algorithms AWS KMS offers, and the checks imported material
-// must pass before it is sealed.
+// unwrapping algorithms AWS KMS offers. The checks imported material must
+// pass before it is sealed depend on the key spec: internal/keyspec.
 
 // WrappingKeyBits is the size of import wrapping keys.
 const WrappingKeyBits = 4096
@@ -119,60 +117,4 @@ func UnwrapImport(wrappingKey []byte, algorithm string, wrapped []byte) ([]byte,
 		return pt, nil
 	}
 	return nil, fmt.Errorf("wrapping algorithm %q is not RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256", algorithm)
-}
-
-// CheckImportedMaterial checks unwrapped material against the key spec and
-// returns it in the form kubekms stores (PKCS#8 DER for asymmetric keys)
-// with its public key. Symmetric material is 32 bytes; HMAC material is the
-// size kubekms generates for that spec; asymmetric material is a PKCS#8
-// private key of exactly the spec's type and size.
-func CheckImportedMaterial(keySpec string, material []byte) (stored, public []byte, err error) {
-	if keySpec == "SYMMETRIC_DEFAULT" {
-		if len(material) != VersionKeySize {
-			return nil, nil, fmt.Errorf("SYMMETRIC_DEFAULT material must be %d bytes (AES-256), got %d", VersionKeySize, len(material))
-		}
-		return material, nil, nil
-	}
-	if s, ok := HMACSpec(keySpec); ok {
-		if len(material) != s.KeySize {
-			return nil, nil, fmt.Errorf("%s material must be %d bytes, got %d", keySpec, s.KeySize, len(material))
-		}
-		return material, nil, nil
-	}
-	if _, ok := Asymmetric(keySpec); !ok {
-		return nil, nil, fmt.Errorf("keySpec %s cannot be imported", keySpec)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(material)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s material must be a PKCS#8 DER private key: %w", keySpec, err)
-	}
-	if got := importedSpec(k); got != keySpec {
-		return nil, nil, fmt.Errorf("material is a %s private key, the Key is %s", got, keySpec)
-	}
-	if stored, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
-		return nil, nil, err
-	}
-	public, err = PublicKeyOf(stored)
-	return stored, public, err
-}
-
-// importedSpec names the key spec of a parsed private key.
-func importedSpec(k any) string {
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		return fmt.Sprintf("RSA_%d", k.N.BitLen())
-	case *ecdsa.PrivateKey:
-		switch k.Curve.Params().BitSize {
-		case 256:
-			return "ECC_NIST_P256"
-		case 384:
-			return "ECC_NIST_P384"
-		case 521:
-			return "ECC_NIST_P521"
-		}
-		return "ECC on an unsupported curve"
-	case ed25519.PrivateKey:
-		return "ECC_NIST_EDWARDS25519"
-	}
-	return fmt.Sprintf("%T", k)
 }

@@ -1,4 +1,4 @@
-package crypto
+package kmscrypto
 
 import (
 	"bytes"
@@ -20,20 +20,20 @@ func unhex(s string) []byte {
 //	echo -n "Hi There" | openssl mac -digest SHA256 -macopt hexkey:0b0b...0b HMAC
 func TestMACKnownAnswers(t *testing.T) {
 	data := []byte("Hi There")
-	tests := map[string]struct {
+	tests := map[MACAlgorithm]struct {
 		key  []byte
 		want string
 	}{
-		"HMAC_224": {bytes.Repeat([]byte{0x0b}, 28), "1abbc7c42cf4ca9f9d7b624564cb72d7b0945ea0a615095904a0fd34"},
-		"HMAC_256": {bytes.Repeat([]byte{0x0b}, 32), "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"},
-		"HMAC_384": {bytes.Repeat([]byte{0x0b}, 48), "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee9737a959796489bddbc4c5df61d5b3297b4fb68dab9f1b582c2"},
-		"HMAC_512": {bytes.Repeat([]byte{0x0b}, 64), "637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8ac2878ebd5803f6f0b61dbce5e251ff8789a4722c1be65aea45fd464e89f8f5b"},
+		HMACSHA224: {bytes.Repeat([]byte{0x0b}, 28), "1abbc7c42cf4ca9f9d7b624564cb72d7b0945ea0a615095904a0fd34"},
+		HMACSHA256: {bytes.Repeat([]byte{0x0b}, 32), "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"},
+		HMACSHA384: {bytes.Repeat([]byte{0x0b}, 48), "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee9737a959796489bddbc4c5df61d5b3297b4fb68dab9f1b582c2"},
+		HMACSHA512: {bytes.Repeat([]byte{0x0b}, 64), "637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8ac2878ebd5803f6f0b61dbce5e251ff8789a4722c1be65aea45fd464e89f8f5b"},
 	}
-	for spec, tc := range tests {
-		t.Run(spec, func(t *testing.T) {
-			s, ok := HMACSpec(spec)
-			if !ok {
-				t.Fatal("unknown spec")
+	for alg, tc := range tests {
+		t.Run(string(alg), func(t *testing.T) {
+			s, ok := HMACFor(alg)
+			if !ok || s.Algorithm != alg || s.KeySize != len(tc.key) {
+				t.Fatalf("HMACFor(%s) = %+v, %v", alg, s, ok)
 			}
 			got, err := s.MAC(tc.key, data)
 			if err != nil || hex.EncodeToString(got) != tc.want {

@@ -15,7 +15,7 @@
 // (everything before the nonce) followed by the canonical encoding of the
 // encryption context, so nothing in the header can be changed and the
 // context must match exactly (order-free).
-package crypto
+package kmscrypto
 
 import (
 	"bytes"
