@@ -1,6 +1,7 @@
-# One image with the manager and the kubectl-kms CLI (the sidecar agent joins
-# it in its release): one thing to build, sign and scan, and the CLI is at
-# hand in the manager's pod for debugging. Binaries are static and the final
+# One image with the manager, the kubectl-kms CLI and the workload agent
+# (/kubekms-agent, the sidecar the pod injector adds; the manager's
+# --agent-image defaults to this image in the chart): one thing to build,
+# sign and scan, and the CLI is at hand in the manager's pod for debugging. Binaries are static and the final
 # image is distroless static, running as a numeric non-root user.
 #
 # The build commands must stay those of `make build` (checked by

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -201,6 +202,8 @@ func (c *connection) portForward(ctx context.Context, cfg *kmsclient.Config) err
 	return nil
 }
 
+// readyManagerPod names a ready, not terminating manager pod in ns: any
+// replica serves the data plane.
 func readyManagerPod(ctx context.Context, cs kubernetes.Interface, ns string) (string, error) {
 	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: managerSelector})
 	if err != nil {
@@ -216,6 +219,8 @@ func readyManagerPod(ctx context.Context, cs kubernetes.Interface, ns string) (s
 	return "", fmt.Errorf("no ready kubekms manager pod (%s) in namespace %s", managerSelector, ns)
 }
 
+// forward port-forwards a free local port on 127.0.0.1 to the data-plane
+// port of pod, and returns its address and how to stop it.
 func forward(restConfig *rest.Config, cs kubernetes.Interface, ns, pod string) (string, func(), error) {
 	transport, upgrader, err := spdy.RoundTripperFor(restConfig)
 	if err != nil {
@@ -246,12 +251,27 @@ func forward(restConfig *rest.Config, cs kubernetes.Interface, ns, pod string) (
 	return net.JoinHostPort("127.0.0.1", fmt.Sprint(ports[0].Local)), func() { close(stop) }, nil
 }
 
+// run dials, runs fn, and closes.
+func (c *connection) run(cmd *cobra.Command, fn func(ctx context.Context, kms *kmsclient.Client) error) error {
+	ctx := cmd.Context()
+	kms, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	defer kms.Close()
+	return fn(ctx, kms)
+}
+
+// close stops the port-forward, if the connection opened one.
 func (c *connection) close() {
 	if c.stopForward != nil {
 		c.stopForward()
 	}
 }
 
+// firstOf returns the first non-empty value: a flag before its
+// environment variable.
 func firstOf(values ...string) string {
 	for _, v := range values {
 		if v != "" {

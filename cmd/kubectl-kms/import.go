@@ -24,8 +24,9 @@ import (
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/keyspec"
 	"github.com/kubekms/kubekms/internal/kmsclient"
+	"github.com/kubekms/kubekms/internal/kmscrypto"
 )
 
 // importCmd gets the key's import parameters from the data plane
@@ -67,7 +68,8 @@ keys RSA_AES_KEY_WRAP_SHA_256.`,
 				return fmt.Errorf("key %s/%s has origin %s: only origin External keys take imported material", ns, name, key.Spec.Origin)
 			}
 			alg := kmsv1alpha1.WrappingRSAESOAEPSHA256
-			if _, ok := crypto.Asymmetric(string(key.Spec.KeySpec)); ok {
+			spec, _ := keyspec.Lookup(string(key.Spec.KeySpec))
+			if _, ok := spec.Asymmetric(); ok {
 				alg = kmsv1alpha1.WrappingRSAAESKeyWrapSHA256
 			}
 			var params *kmsv1.GetParametersForImportResponse
@@ -112,7 +114,7 @@ keys RSA_AES_KEY_WRAP_SHA_256.`,
 			return waitImported(ctx, c, key, secret.Name, before, wait, s)
 		},
 	}
-	cmd.Flags().StringVarP(&file, "filename", "f", "-", "The material; - for stdin.")
+	fileFlag(cmd, &file, "The material")
 	cmd.Flags().DurationVar(&wait, "wait", time.Minute, "Wait this long for the import to finish; 0 returns at once.")
 	return cmd
 }
@@ -189,7 +191,7 @@ func wrapMaterial(wrappingKey []byte, alg string, material []byte) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	tail, err := crypto.WrapKWP(aesKey, material)
+	tail, err := kmscrypto.WrapKWP(aesKey, material)
 	if err != nil {
 		return nil, err
 	}

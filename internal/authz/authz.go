@@ -6,6 +6,7 @@
 package authz
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/policy"
 )
 
 // Group and Resource are what the default policy asks RBAC about.
@@ -32,7 +34,8 @@ const (
 // Request is one authorization question.
 type Request struct {
 	Principal *authn.Principal
-	// Action is the data-plane operation name, e.g. "Decrypt".
+	// Action is an action of the table (policy.Actions), e.g. "Decrypt", or
+	// an RBAC verb given as is (restore); Verb says which verb is asked.
 	Action          string
 	Namespace, Name string
 }
@@ -62,23 +65,22 @@ type Options struct {
 
 // New returns an Authorizer.
 func New(reviews authorizationv1client.SubjectAccessReviewInterface, o Options) *Authorizer {
-	if o.AllowTTL == 0 {
-		o.AllowTTL = 10 * time.Second
-	}
-	if o.DenyTTL == 0 {
-		o.DenyTTL = 5 * time.Second
-	}
-	if o.MaxEntries == 0 {
-		o.MaxEntries = 10000
-	}
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
+	o.AllowTTL = cmp.Or(o.AllowTTL, 10*time.Second)
+	o.DenyTTL = cmp.Or(o.DenyTTL, 5*time.Second)
+	o.MaxEntries = cmp.Or(o.MaxEntries, 10000)
+	o.Clock = cmp.Or[clock.Clock](o.Clock, clock.RealClock{})
 	return &Authorizer{reviews: reviews, cache: cache.NewLRUExpireCacheWithClock(o.MaxEntries, o.Clock), allowTTL: o.AllowTTL, denyTTL: o.DenyTTL}
 }
 
-// Verb is the RBAC verb of a data-plane action: its name in lower case.
-func Verb(action string) string { return strings.ToLower(action) }
+// Verb is the RBAC verb of an action: its row's in the action table
+// (policy.Actions, the name in lower case). A string that is no action is
+// taken to be a verb already (restore) and only lower-cased.
+func Verb(action string) string {
+	if a, ok := policy.LookupAction(action); ok {
+		return a.Verb
+	}
+	return strings.ToLower(action)
+}
 
 // Authorize answers a request through RBAC.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) (Decision, error) {

@@ -159,7 +159,7 @@ func Evaluate(req Request, policy *Policy, grants []Grant, rbac RBACFunc) (Decis
 		}
 	}
 	for _, g := range grants {
-		if granteeMatches(g.Grantee, req.Principal) && actionMatches(g.Operations, req.Action) && conditionsHold(g.Constraints, req.EncryptionContext) {
+		if g.Grantee.Matches(req.Principal) && actionMatches(g.Operations, req.Action) && conditionsHold(g.Constraints, req.EncryptionContext) {
 			by := "KeyGrant " + g.Name
 			return Decision{Allowed: true, DecidedBy: by, Explanation: fmt.Sprintf("%s allows %s", by, req.Action)}, nil
 		}
@@ -222,7 +222,9 @@ func principalMatches(ps Principals, p Principal) bool {
 	return false
 }
 
-func granteeMatches(g Grantee, p Principal) bool {
+// Matches says whether p is the principal g names: the ServiceAccount
+// (and, when set, of that UID), the user, or a member of the group.
+func (g Grantee) Matches(p Principal) bool {
 	switch {
 	case g.ServiceAccount != "":
 		ns, name, ok := strings.Cut(g.ServiceAccount, "/")

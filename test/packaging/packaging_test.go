@@ -37,9 +37,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -47,10 +45,10 @@ import (
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/internal/testsupport"
+	"github.com/kubekms/kubekms/internal/testenv"
 )
 
-const releaseNS = "kubekms-system"
+const releaseNS = testenv.OperatorNamespace
 
 var (
 	repoRoot   string
@@ -79,23 +77,19 @@ var _ = BeforeSuite(func() {
 	Expect(assets).NotTo(BeEmpty(), "run through `make test`")
 	Expect(helm).NotTo(BeEmpty(), "HELM must name the helm binary: run through `make test`")
 
-	testEnv = &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(repoRoot, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := testEnv.Start()
+	env, err := testenv.Start(testenv.Options{CRDs: true})
 	Expect(err).NotTo(HaveOccurred())
+	testEnv = env.Environment
 	DeferCleanup(testEnv.Stop)
-	scheme := runtime.NewScheme()
-	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(kmsv1alpha1.AddToScheme(scheme)).To(Succeed())
-	user, err := testEnv.AddUser(envtest.User{Name: "packaging-admin", Groups: []string{"system:masters"}}, cfg)
+	user, err := testEnv.AddUser(envtest.User{Name: "packaging-admin", Groups: []string{"system:masters"}}, env.Config)
 	Expect(err).NotTo(HaveOccurred())
-	admin, err = client.New(user.Config(), client.Options{Scheme: scheme})
+	admin, err = client.New(user.Config(), client.Options{Scheme: env.Scheme})
 	Expect(err).NotTo(HaveOccurred())
 	clientset = kubernetes.NewForConfigOrDie(user.Config())
 	adminKC, err = user.KubeConfig()
 	Expect(err).NotTo(HaveOccurred())
 	kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
 	Expect(os.WriteFile(kubeconfig, adminKC, 0o600)).To(Succeed())
-	Expect(admin.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNS}})).To(Succeed())
 })
 
 func run(name string, args ...string) (string, error) {
@@ -182,6 +176,7 @@ var _ = Describe("The Helm chart", func() {
 		Expect(found).To(BeTrue(), "the chart has the pod injector")
 		Expect(out).To(ContainSubstring("--agent-image=kubekms:"), "the agent image defaults to the manager's")
 		Expect(out).To(ContainSubstring("--agent-memory-limit=32Mi"))
+		Expect(out).To(ContainSubstring("--root-of-trust=local"), "the chart passes rootOfTrust.provider to the manager")
 	})
 
 	It("keeps the key webhooks failing closed when the pod injector's failure policy is Ignore (issue 12, finding 6)", func() {
@@ -373,7 +368,7 @@ var _ = Describe("The manager with exactly the chart's RBAC", Ordered, func() {
 		bin, err := gexec.Build("github.com/kubekms/kubekms/cmd/manager")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
-		addrs := testsupport.FreeAddrs(3)
+		addrs := testenv.FreeAddrs(3)
 		grpcA = addrs[0]
 		probe := addrs[1]
 		cmd := exec.Command(bin,

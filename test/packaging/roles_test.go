@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/internal/testsupport"
+	"github.com/kubekms/kubekms/internal/testenv"
 )
 
 // Finding 8 of issue 12: kubekms-key-admin was aggregated into the built-in
@@ -73,7 +73,7 @@ var _ = Describe("The shipped ClusterRoles, aggregated into the built-in roles",
 		Expect(err).NotTo(HaveOccurred(), out)
 
 		By("running kube-controller-manager's clusterrole-aggregation controller")
-		testsupport.StartKCM(testEnv, assets, "kcm-aggregation", "clusterrole-aggregation")
+		testenv.StartKCM(testEnv, assets, "kcm-aggregation", "clusterrole-aggregation")
 
 		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "roles-"}}
 		Expect(admin.Create(ctx, n)).To(Succeed())

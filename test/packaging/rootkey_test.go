@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubekms/kubekms/internal/testsupport"
+	"github.com/kubekms/kubekms/internal/testenv"
 )
 
 // Finding 10 of issue 12: with the root key Secret deleted, the manager used
@@ -34,7 +34,7 @@ var _ = Describe("The manager binary, when the root key Secret is missing but se
 		bin, err := gexec.Build("github.com/kubekms/kubekms/cmd/manager")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gexec.CleanupBuildArtifacts)
-		addrs := testsupport.FreeAddrs(2)
+		addrs := testenv.FreeAddrs(2)
 		mgr, err := gexec.Start(exec.Command(bin,
 			"--kubeconfig", kubeconfig,
 			"--operator-namespace", ns,

@@ -23,7 +23,8 @@
 //                       IncorrectKeyException      key_id given to Decrypt is not the ciphertext's key
 //                       InvalidKeyUsageException   the key's usage does not allow the operation
 //   RESOURCE_EXHAUSTED  ThrottlingException        over quota; google.rpc.RetryInfo says when to retry
-//   UNIMPLEMENTED                                  an operation this release does not serve yet
+//   UNIMPLEMENTED                                  a method this server does not know (a client built
+//                                                  from a newer proto); every RPC below is served
 //   UNAVAILABLE         KMSInternalException       retry with backoff
 //                       KeyUnavailableException    GetParametersForImport: the key has no current
 //                                                  import parameters yet (being made or renewed); retry
