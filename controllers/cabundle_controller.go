@@ -15,14 +15,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/certs"
-	"github.com/kubekms/kubekms/internal/seal"
 )
 
-// CABundleReconciler publishes the data plane's CA certificate to every
+// CABundlePublisher publishes the data plane's CA certificate to every
 // namespace as the ConfigMap kubekms-ca.crt (key ca.crt), the way
 // kube-root-ca.crt is published, so sidecars and clients can trust it.
-type CABundleReconciler struct {
+// (adminwebhook.WebhookCABundleInjector is another job: it sets the
+// caBundle of kubekms's own webhook configurations.)
+type CABundlePublisher struct {
 	client.Client
 	CAPEM []byte
 }
@@ -34,7 +36,7 @@ type CABundleReconciler struct {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
 
 // Reconcile ensures one namespace's ConfigMap holds the CA bundle.
-func (r *CABundleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *CABundlePublisher) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ns := &corev1.Namespace{}
 	if err := r.Get(ctx, types.NamespacedName{Name: req.Name}, ns); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -47,7 +49,7 @@ func (r *CABundleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if apierrors.IsNotFound(err) {
 		cm = &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Namespace: req.Name, Name: certs.CAConfigMapName,
-				Labels: map[string]string{seal.ManagedByLabel: seal.ManagedByValue}},
+				Labels: map[string]string{kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue}},
 			Data: map[string]string{certs.CAConfigMapKey: string(r.CAPEM)},
 		}
 		err = r.Create(ctx, cm)
@@ -71,7 +73,7 @@ func (r *CABundleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 }
 
 // SetupWithManager watches namespaces and the published ConfigMaps.
-func (r *CABundleReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *CABundlePublisher) SetupWithManager(mgr ctrl.Manager) error {
 	isBundle := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == certs.CAConfigMapName })
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.Namespace{}, builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).

@@ -1,7 +1,9 @@
 package controllers
 
 // Event reasons (events.k8s.io/v1) for key lifecycle transitions a human
-// should see. Actions say what the controller did.
+// should see, and steps: what the controller did, for the Event's action
+// field. Steps are not the actions of a KeyPolicy (internal/policy), which
+// say what a caller may do with a key.
 const (
 	ReasonCreated           = "Created"
 	ReasonRotated           = "Rotated"
@@ -16,12 +18,12 @@ const (
 	ReasonImportFailed      = "ImportFailed"
 	ReasonMaterialExpired   = "MaterialExpired"
 
-	ActionCreateMaterial  = "CreateMaterial"
-	ActionRotate          = "Rotate"
-	ActionChangeState     = "ChangeState"
-	ActionScheduleDelete  = "ScheduleDeletion"
-	ActionRestore         = "Restore"
-	ActionDestroyMaterial = "DestroyMaterial"
-	ActionValidate        = "Validate"
-	ActionImport          = "ImportMaterial"
+	StepCreateMaterial   = "CreateMaterial"
+	StepRotate           = "Rotate"
+	StepChangeState      = "ChangeState"
+	StepScheduleDeletion = "ScheduleDeletion"
+	StepRestore          = "Restore"
+	StepDestroyMaterial  = "DestroyMaterial"
+	StepValidate         = "Validate"
+	StepImportMaterial   = "ImportMaterial"
 )

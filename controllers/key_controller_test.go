@@ -1,4 +1,4 @@
-package controllers
+package controllers_test
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/controllers"
 	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/seal"
@@ -43,14 +44,14 @@ var _ = Describe("Key controller", func() {
 		Expect(got.Status.NextRotationTime).To(BeNil(), "scheduled rotation is off by default")
 		Expect(got.Finalizers).To(ContainElement(kmsv1alpha1.KeyFinalizer))
 		Expect(got.Spec.DeletionWindow.Duration).To(Equal(720*time.Hour), "defaulted by the API server")
-		Eventually(eventReasons(ctx, ns, "payments")).Should(ContainElement(ReasonCreated))
+		Eventually(eventReasons(ctx, ns, "payments")).Should(ContainElement(controllers.ReasonCreated))
 
 		secrets := materialSecrets(ctx, got.Status.KeyID)
 		Expect(secrets).To(HaveLen(1))
 		s := secrets[0]
 		Expect(s.Type).To(Equal(keystore.SecretType))
 		Expect(s.Immutable).To(HaveValue(BeTrue()))
-		Expect(s.Labels).To(HaveKeyWithValue(seal.ManagedByLabel, seal.ManagedByValue))
+		Expect(s.Labels).To(HaveKeyWithValue(kmsv1alpha1.ManagedByLabel, kmsv1alpha1.ManagedByValue))
 		Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelKeyNamespace, ns))
 
 		material, err := store.Load(ctx, got.Status.KeyID, 1, "SYMMETRIC_DEFAULT")
@@ -89,7 +90,7 @@ var _ = Describe("Key controller", func() {
 		expectReadyReason(ctx, key, kmsv1alpha1.KeyReasonMaterialMissing)
 		Consistently(countMaterial(ctx, key.Status.KeyID), "2s").Should(Equal(0))
 		Expect(getKey(ctx, key)().Status.CurrentVersion).To(Equal(int32(1)), "the latch keeps what was known")
-		Eventually(eventReasons(ctx, ns, "lost")).Should(ContainElement(ReasonMaterialMissing))
+		Eventually(eventReasons(ctx, ns, "lost")).Should(ContainElement(controllers.ReasonMaterialMissing))
 
 		By("putting the Secret back from a backup")
 		secret.ResourceVersion, secret.UID = "", ""
@@ -102,7 +103,7 @@ var _ = Describe("Key controller", func() {
 		annotate(ctx, key, kmsv1alpha1.RotateAnnotation, "first")
 		got := waitReady(ctx, key, 2)
 		Expect(got.Status.LastRotationTime).NotTo(BeNil())
-		Eventually(eventReasons(ctx, ns, "demand")).Should(ContainElement(ReasonRotated))
+		Eventually(eventReasons(ctx, ns, "demand")).Should(ContainElement(controllers.ReasonRotated))
 
 		By("touching the Key without a new value")
 		annotate(ctx, key, "example.com/touch", "1")
@@ -202,14 +203,14 @@ var _ = Describe("Key controller", func() {
 			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(ready.Reason).To(Equal(kmsv1alpha1.KeyReasonDisabled))
 		}).Should(Succeed())
-		Eventually(eventReasons(ctx, ns, "toggle")).Should(ContainElement(ReasonDisabled))
+		Eventually(eventReasons(ctx, ns, "toggle")).Should(ContainElement(controllers.ReasonDisabled))
 
 		annotate(ctx, key, kmsv1alpha1.RotateAnnotation, "while-disabled")
 		Consistently(countMaterial(ctx, key.Status.KeyID), "1s").Should(Equal(1))
 
 		setState(ctx, key, kmsv1alpha1.KeyDesiredEnabled)
 		waitReady(ctx, key, 2) // the pending request is answered once enabled
-		Eventually(eventReasons(ctx, ns, "toggle")).Should(ContainElement(ReasonEnabled))
+		Eventually(eventReasons(ctx, ns, "toggle")).Should(ContainElement(controllers.ReasonEnabled))
 	})
 
 	It("rebuilds a wiped status from the sealed material", func(ctx SpecContext) {
@@ -268,7 +269,7 @@ var _ = Describe("Key deletion", func() {
 			Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelTombstone, "true"))
 			Expect(s.Annotations).To(HaveKeyWithValue(keystore.AnnotationDestroyAfter, deletedAt.Add(720*time.Hour).UTC().Format(time.RFC3339Nano)))
 		}
-		Eventually(eventReasons(ctx, ns, "doomed")).Should(ContainElement(ReasonDeletionScheduled))
+		Eventually(eventReasons(ctx, ns, "doomed")).Should(ContainElement(controllers.ReasonDeletionScheduled))
 
 		By("restoring it under a new name in the same namespace")
 		restored := waitReady(ctx, createKey(ctx, newKey(ns, "reborn", withRestoreFrom(keyID))), 2)
@@ -281,12 +282,16 @@ var _ = Describe("Key deletion", func() {
 		again, err := store.Load(ctx, keyID, 1, "SYMMETRIC_DEFAULT")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(again).To(Equal(material1), "old ciphertexts decrypt again: the same material is back")
-		Eventually(eventReasons(ctx, ns, "reborn")).Should(ContainElement(ReasonRestored))
+		Eventually(eventReasons(ctx, ns, "reborn")).Should(ContainElement(controllers.ReasonRestored))
+		restoredCond := meta.FindStatusCondition(restored.Status.Conditions, kmsv1alpha1.KeyConditionRestored)
+		Expect(restoredCond).NotTo(BeNil(), "the restore phase sets its own condition")
+		Expect(restoredCond.Status).To(Equal(metav1.ConditionTrue))
+		Expect(restoredCond.Reason).To(Equal(kmsv1alpha1.KeyReasonRestored))
 
 		By("deleting it again and letting the window pass")
 		Expect(k8sClient.Delete(ctx, restored)).To(Succeed())
 		Eventually(getKey(ctx, restored)).Should(BeNil())
-		retention := &RetentionReconciler{Client: k8sClient, Store: store, Recorder: discardRecorder{}, Clock: fakeClock}
+		retention := &controllers.RetentionReconciler{Client: k8sClient, Store: store, Recorder: discardRecorder{}, Clock: fakeClock}
 		for _, s := range materialSecrets(ctx, keyID) {
 			res, err := retention.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
 			Expect(err).NotTo(HaveOccurred())
@@ -320,7 +325,7 @@ var _ = Describe("Key deletion", func() {
 		s.Annotations["example.com/poke"] = "1"
 		Expect(k8sClient.Patch(ctx, &s, client.MergeFrom(orig))).To(Succeed())
 		Eventually(countMaterial(ctx, keyID)).Should(Equal(0))
-		Eventually(eventReasons(ctx, operatorNamespace, s.Name)).Should(ContainElement(ReasonDestroyed))
+		Eventually(eventReasons(ctx, operatorNamespace, s.Name)).Should(ContainElement(controllers.ReasonDestroyed))
 	})
 
 	It("never restores a key deleted from another namespace", func(ctx SpecContext) {
@@ -332,6 +337,11 @@ var _ = Describe("Key deletion", func() {
 		thief := createKey(ctx, newKey(other, "mine", withRestoreFrom(key.Status.KeyID)))
 		expectReadyReason(ctx, thief, kmsv1alpha1.KeyReasonRestoreSourceNotFound)
 		Expect(getKey(ctx, thief)().Status.KeyID).To(BeEmpty(), "a refused restore publishes no keyID")
+		refused := meta.FindStatusCondition(getKey(ctx, thief)().Status.Conditions, kmsv1alpha1.KeyConditionRestored)
+		Expect(refused).NotTo(BeNil())
+		Expect(refused.Status).To(Equal(metav1.ConditionFalse))
+		Expect(refused.Reason).To(Equal(kmsv1alpha1.KeyReasonRestoreSourceNotFound))
+		Eventually(eventReasons(ctx, other, "mine")).Should(ContainElement(controllers.ReasonRestoreFailed))
 		for _, s := range materialSecrets(ctx, key.Status.KeyID) {
 			Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelTombstone, "true"))
 			Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelKeyNamespace, ns))

@@ -10,14 +10,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/keyspec"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/kmscrypto"
 )
 
 const (
@@ -27,120 +27,136 @@ const (
 	// DefaultImportPollInterval: the manager watches no Secret outside its
 	// own namespace, so while a Key names an import Secret it looks this often.
 	DefaultImportPollInterval = 15 * time.Second
-	// importStampPrefix marks the version made from one import Secret (by
-	// UID), so a crash between import and deleting the Secret imports once.
-	importStampPrefix = "import:"
 )
 
-// reconcileImport keeps an External key's import parameters current and
-// imports the Secret named by spec.import.secretRef as a new version.
-// Problems with the Secret are not errors: they are shown in the Imported
-// condition and an Event, and looked at again on the next poll.
-func (r *KeyReconciler) reconcileImport(ctx context.Context, key *kmsv1alpha1.Key, obs *observed) error {
+// reconcileImport is the material phase of External keys: it keeps the key's
+// import parameters current and imports the Secret spec.import.secretRef
+// names as a new version, once per import request. What the key waits for
+// (a request, the Secret, a corrected Secret, an RBAC binding) is a
+// retryable problem: shown in the Imported condition and looked at again
+// after the poll interval, never returned as an error.
+func (r *KeyReconciler) reconcileImport(ctx context.Context, s *keyScope) error {
+	key := s.key
+	if key.Spec.Origin != kmsv1alpha1.KeyOriginExternal {
+		return nil
+	}
 	now := r.Clock.Now()
-	if answered := answeredImport(key, obs.versions); answered != nil {
+	if answered := answeredImport(key, s.versions); answered != nil {
 		// This import request is done (maybe by a run that crashed before
 		// closing it): close it, so a Secret that appears later under the
 		// same name does nothing.
-		if err := r.closeImport(ctx, key, obs.keyID, *answered); err != nil {
+		if err := r.closeImport(ctx, key, s.keyID, answered.ImportRequest, answered.CreatedAt); err != nil {
 			return err
 		}
 	}
-	params, err := r.ensureImportParameters(ctx, obs.keyID, now)
+	params, err := r.ensureImportParameters(ctx, s.keyID, now)
 	if err != nil {
 		return err
 	}
-	obs.importParams = &kmsv1alpha1.KeyImportParameters{
-		WrappingPublicKey: crypto.PublicKeyPEM(params.PublicKey),
-		ExpiresAt:         metav1.NewTime(params.ExpiresAt),
-	}
-	obs.wakeAt(params.ExpiresAt)
+	imp := &importOutcome{params: publishedImportParameters(params)}
+	s.imported = imp
+	s.wakeAt(params.ExpiresAt)
 	if v := key.Spec.Import; v != nil && v.ValidTo != nil {
-		obs.expired = !now.Before(v.ValidTo.Time)
-		if !obs.expired {
-			obs.wakeAt(v.ValidTo.Time)
+		imp.expired = !now.Before(v.ValidTo.Time)
+		if !imp.expired {
+			s.wakeAt(v.ValidTo.Time)
 		}
 	}
 	if key.Spec.Import == nil || key.Spec.Import.SecretRef == nil {
-		obs.importProblem = &blocker{kmsv1alpha1.KeyReasonPendingImport,
+		imp.waiting = &retryableProblem{kmsv1alpha1.KeyReasonPendingImport,
 			"Set spec.import.secretRef to a Secret holding the wrapped material and import token (docs/keys.md)"}
 		return nil
 	}
-	poll := r.ImportPollInterval
-	if poll <= 0 {
-		poll = DefaultImportPollInterval
-	}
-	obs.wakeAt(now.Add(poll))
+	s.wakeAt(now.Add(r.importPollInterval()))
 
-	ref := types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.Import.SecretRef.Name}
-	secret := &corev1.Secret{}
-	switch err := r.Reader.Get(ctx, ref, secret); {
-	case apierrors.IsNotFound(err):
-		obs.importProblem = &blocker{kmsv1alpha1.KeyReasonPendingImport, fmt.Sprintf("Waiting for Secret %s with %s and %s",
-			ref, kmsv1alpha1.ImportSecretWrappedMaterial, kmsv1alpha1.ImportSecretToken)}
-		return nil
-	case apierrors.IsForbidden(err):
-		obs.importProblem = &blocker{kmsv1alpha1.KeyReasonImportFailed, fmt.Sprintf(
-			"kubekms may not read Secret %s: bind the ClusterRole kubekms-key-import to the kubekms ServiceAccount in namespace %s (docs/keys.md)", ref, ref.Namespace)}
-		return nil
-	case err != nil:
-		return fmt.Errorf("read import Secret %s: %w", ref, err)
+	secret, waiting, err := r.readImportSecret(ctx, key)
+	imp.secret, imp.waiting = secret, waiting
+	if err != nil || waiting != nil {
+		return err
 	}
-	obs.importSecret = secret
-	sum := sha256.Sum256(secret.Data[kmsv1alpha1.ImportSecretWrappedMaterial])
-	if hex.EncodeToString(sum[:]) != key.Spec.Import.WrappedKeyMaterialSHA256 {
-		obs.importProblem = &blocker{kmsv1alpha1.KeyReasonImportFailed, fmt.Sprintf(
-			"Cannot import Secret %s: its %s does not match spec.import.wrappedKeyMaterialSHA256 (was it changed after the import was asked for?)", ref, kmsv1alpha1.ImportSecretWrappedMaterial)}
-		return nil
-	}
-
-	stamp := importStamp(string(secret.UID), key)
-	material, public, err := r.unwrapImportSecret(ctx, key, obs.keyID, params, secret, now)
+	material, public, err := r.unwrapImportSecret(ctx, key, s.keyID, params, secret, now)
 	defer clear(material)
 	if err != nil {
-		obs.importProblem = &blocker{kmsv1alpha1.KeyReasonImportFailed, fmt.Sprintf("Cannot import Secret %s: %s", ref, err)}
+		imp.waiting = &retryableProblem{kmsv1alpha1.KeyReasonImportFailed, fmt.Sprintf("Cannot import Secret %s: %s", client.ObjectKeyFromObject(secret), err)}
 		return nil
 	}
+	request := importRequest(string(secret.UID), key)
 	next := int32(1)
-	if n := len(obs.versions); n > 0 {
-		next = obs.versions[n-1].Version + 1
+	if n := len(s.versions); n > 0 {
+		next = s.versions[n-1].Version + 1
 	}
-	owner := keystore.Owner{Namespace: key.Namespace, Name: key.Name, KeyID: obs.keyID, KeySpec: string(key.Spec.KeySpec)}
-	created, err := r.Store.Create(ctx, owner, next, material, public, now, stamp)
+	created, err := r.Store.CreateImported(ctx, s.owner(), next, material, public, now, request)
 	if err != nil {
 		return err
 	}
 	if !created {
-		return fmt.Errorf("version %d of key %s was made concurrently; deciding again", next, obs.keyID)
+		return fmt.Errorf("version %d of key %s was made concurrently; deciding again", next, s.keyID)
 	}
-	r.Recorder.Eventf(key, secret, corev1.EventTypeNormal, ReasonImported, ActionImport,
-		"Imported material from Secret %s as version %d of key %s", ref, next, obs.keyID)
-	if obs.versions, err = r.Store.ActiveByKeyName(ctx, key.Namespace, key.Name); err != nil {
+	r.Recorder.Eventf(key, secret, corev1.EventTypeNormal, ReasonImported, StepImportMaterial,
+		"Imported material from Secret %s as version %d of key %s", client.ObjectKeyFromObject(secret), next, s.keyID)
+	if s.versions, err = r.Store.ActiveByKeyName(ctx, key.Namespace, key.Name); err != nil {
 		return err
 	}
-	obs.importSecret = nil
-	if err := r.closeImport(ctx, key, obs.keyID, keystore.Version{RotateRequest: stamp, CreatedAt: now}); err != nil {
+	imp.secret, imp.version = nil, next
+	if err := r.closeImport(ctx, key, s.keyID, request, now); err != nil {
 		return err
 	}
 	// New parameters for the next import: a token is good for one.
-	if params, err = r.ensureImportParameters(ctx, obs.keyID, now); err != nil {
+	if params, err = r.ensureImportParameters(ctx, s.keyID, now); err != nil {
 		return err
 	}
-	obs.importParams.WrappingPublicKey, obs.importParams.ExpiresAt = crypto.PublicKeyPEM(params.PublicKey), metav1.NewTime(params.ExpiresAt)
-	obs.importProblem = nil
+	imp.params = publishedImportParameters(params)
 	return nil
 }
 
-// importStamp marks the version made from one import request: the Secret
-// (UID) named at one generation of the Key. A request is answered once; a
-// new one needs a change of the Key, which the admin webhook checks as
-// ImportKeyMaterial.
-func importStamp(secretUID string, key *kmsv1alpha1.Key) string {
-	return fmt.Sprintf("%s%s@%s", importStampPrefix, secretUID, requestOf(key))
+// importPollInterval is ImportPollInterval or its default.
+func (r *KeyReconciler) importPollInterval() time.Duration {
+	if r.ImportPollInterval > 0 {
+		return r.ImportPollInterval
+	}
+	return DefaultImportPollInterval
+}
+
+// publishedImportParameters is the public half of p, for status.
+func publishedImportParameters(p *keystore.ImportParameters) *kmsv1alpha1.KeyImportParameters {
+	return &kmsv1alpha1.KeyImportParameters{WrappingPublicKey: kmscrypto.PublicKeyPEM(p.PublicKey), ExpiresAt: metav1.NewTime(p.ExpiresAt)}
+}
+
+// readImportSecret reads the Secret spec.import.secretRef names and checks
+// it holds the material the request names. A Secret that is missing, that
+// kubekms may not read or that holds other material is a retryable problem
+// (with the Secret, when it was read); only a failing API server is an error.
+func (r *KeyReconciler) readImportSecret(ctx context.Context, key *kmsv1alpha1.Key) (*corev1.Secret, *retryableProblem, error) {
+	ref := types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.Import.SecretRef.Name}
+	secret := &corev1.Secret{}
+	switch err := r.Reader.Get(ctx, ref, secret); {
+	case apierrors.IsNotFound(err):
+		return nil, &retryableProblem{kmsv1alpha1.KeyReasonPendingImport, fmt.Sprintf("Waiting for Secret %s with %s and %s",
+			ref, kmsv1alpha1.ImportSecretWrappedMaterial, kmsv1alpha1.ImportSecretToken)}, nil
+	case apierrors.IsForbidden(err):
+		return nil, &retryableProblem{kmsv1alpha1.KeyReasonImportFailed, fmt.Sprintf(
+			"kubekms may not read Secret %s: bind the ClusterRole kubekms-key-import to the kubekms ServiceAccount in namespace %s (docs/keys.md)", ref, ref.Namespace)}, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("read import Secret %s: %w", ref, err)
+	}
+	sum := sha256.Sum256(secret.Data[kmsv1alpha1.ImportSecretWrappedMaterial])
+	if hex.EncodeToString(sum[:]) != key.Spec.Import.WrappedKeyMaterialSHA256 {
+		return secret, &retryableProblem{kmsv1alpha1.KeyReasonImportFailed, fmt.Sprintf(
+			"Cannot import Secret %s: its %s does not match spec.import.wrappedKeyMaterialSHA256 (was it changed after the import was asked for?)", ref, kmsv1alpha1.ImportSecretWrappedMaterial)}, nil
+	}
+	return secret, nil, nil
+}
+
+// importRequest names one import request, as the version that answers it
+// records it (keystore.Version.ImportRequest): the Secret (UID) named at one
+// generation of the Key. A request is answered once; a new one needs a
+// change of the Key, which the admin webhook checks as ImportKeyMaterial.
+func importRequest(secretUID string, key *kmsv1alpha1.Key) string {
+	return secretUID + "@" + requestOf(key)
 }
 
 // requestOf names a Key's current import request: its UID (a restored Key
-// keeps the versions, and their stamps, of the Key it restores) and generation.
+// keeps the versions, and their marks, of the Key it restores) and generation.
 func requestOf(key *kmsv1alpha1.Key) string {
 	return fmt.Sprintf("%s/%d", key.UID, key.Generation)
 }
@@ -153,19 +169,19 @@ func answeredImport(key *kmsv1alpha1.Key, versions []keystore.Version) *keystore
 	}
 	suffix := "@" + requestOf(key)
 	for i := range versions {
-		if v := versions[i].RotateRequest; strings.HasPrefix(v, importStampPrefix) && strings.HasSuffix(v, suffix) {
+		if strings.HasSuffix(versions[i].ImportRequest, suffix) {
 			return &versions[i]
 		}
 	}
 	return nil
 }
 
-// closeImport finishes an answered import request: it deletes the user's
-// wrapped copy (only the Secret that was imported), retires the import
-// parameters it used (the token is single-use) and clears
-// spec.import.secretRef.
-func (r *KeyReconciler) closeImport(ctx context.Context, key *kmsv1alpha1.Key, keyID string, answered keystore.Version) error {
-	secretUID, _, _ := strings.Cut(strings.TrimPrefix(answered.RotateRequest, importStampPrefix), "@")
+// closeImport finishes the import request answered at answeredAt: it
+// deletes the user's wrapped copy (only the Secret that was imported),
+// retires the import parameters it used (the token is single-use) and
+// clears spec.import.secretRef.
+func (r *KeyReconciler) closeImport(ctx context.Context, key *kmsv1alpha1.Key, keyID, request string, answeredAt time.Time) error {
+	secretUID, _, _ := strings.Cut(request, "@")
 	secret := &corev1.Secret{}
 	switch err := r.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Spec.Import.SecretRef.Name}, secret); {
 	case err == nil && string(secret.UID) == secretUID:
@@ -177,7 +193,7 @@ func (r *KeyReconciler) closeImport(ctx context.Context, key *kmsv1alpha1.Key, k
 	}
 	if p, err := r.Store.ImportParameters(ctx, keyID); err != nil {
 		return err
-	} else if p != nil && !p.ExpiresAt.Add(-ImportParametersTTL).After(answered.CreatedAt) {
+	} else if p != nil && !p.ExpiresAt.Add(-ImportParametersTTL).After(answeredAt) {
 		if err := r.Store.DeleteImportParameters(ctx, p); err != nil {
 			return err
 		}
@@ -200,11 +216,11 @@ func (r *KeyReconciler) unwrapImportSecret(ctx context.Context, key *kmsv1alpha1
 	if len(wrapped) == 0 || len(token) == 0 {
 		return nil, nil, fmt.Errorf("the Secret needs data keys %s and %s", kmsv1alpha1.ImportSecretWrappedMaterial, kmsv1alpha1.ImportSecretToken)
 	}
-	id, err := crypto.ParseKeyID(keyID)
+	id, err := kmscrypto.ParseKeyID(keyID)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := crypto.CheckImportToken(string(token), id, params.Token, now); err != nil {
+	if err := kmscrypto.CheckImportToken(string(token), id, params.Token, now); err != nil {
 		return nil, nil, err
 	}
 	wrappingKey, err := r.Store.LoadImportKey(ctx, params)
@@ -212,11 +228,11 @@ func (r *KeyReconciler) unwrapImportSecret(ctx context.Context, key *kmsv1alpha1
 	if err != nil {
 		return nil, nil, err
 	}
-	unwrapped, err := crypto.UnwrapImport(wrappingKey, key.Spec.Import.WrappingAlgorithm, wrapped)
+	unwrapped, err := kmscrypto.UnwrapImport(wrappingKey, key.Spec.Import.WrappingAlgorithm, wrapped)
 	if err != nil {
 		return nil, nil, err
 	}
-	stored, public, err := crypto.CheckImportedMaterial(string(key.Spec.KeySpec), unwrapped)
+	stored, public, err := keyspec.Import(string(key.Spec.KeySpec), unwrapped)
 	if err != nil {
 		clear(unwrapped)
 		return nil, nil, err
@@ -236,18 +252,18 @@ func (r *KeyReconciler) ensureImportParameters(ctx context.Context, keyID string
 			return nil, err
 		}
 	}
-	id, err := crypto.ParseKeyID(keyID)
+	id, err := kmscrypto.ParseKeyID(keyID)
 	if err != nil {
 		return nil, err
 	}
-	private, public, err := crypto.NewWrappingKey(r.Random)
+	private, public, err := kmscrypto.NewWrappingKey(r.Random)
 	defer clear(private)
 	if err != nil {
 		return nil, fmt.Errorf("make import wrapping key: %w", err)
 	}
 	// Whole seconds: the token carries the expiry in seconds.
 	expires := now.Add(ImportParametersTTL).Truncate(time.Second)
-	token, err := crypto.NewImportToken(id, expires, r.Random)
+	token, err := kmscrypto.NewImportToken(id, expires, r.Random)
 	if err != nil {
 		return nil, err
 	}
@@ -268,34 +284,4 @@ func (r *KeyReconciler) deleteImportSecret(ctx context.Context, secret *corev1.S
 		return fmt.Errorf("delete imported Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 	}
 	return nil
-}
-
-// importCondition is the Imported condition of an External key.
-func importCondition(key *kmsv1alpha1.Key, obs observed) metav1.Condition {
-	c := metav1.Condition{Type: kmsv1alpha1.KeyConditionImported, ObservedGeneration: key.Generation,
-		Status: metav1.ConditionTrue, Reason: kmsv1alpha1.KeyReasonImported, Message: "Key material is imported"}
-	switch p := obs.importProblem; {
-	case p != nil && (p.reason == kmsv1alpha1.KeyReasonImportFailed || len(obs.versions) == 0):
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, p.reason, p.message
-	case obs.expired:
-		c.Status, c.Reason = metav1.ConditionFalse, kmsv1alpha1.KeyReasonMaterialExpired
-		c.Message = fmt.Sprintf("Imported material expired at %s (spec.import.validTo)", key.Spec.Import.ValidTo.UTC().Format(time.RFC3339))
-	}
-	return c
-}
-
-// importEvent is the Event for a change of the Imported condition worth a
-// human's attention: a new failure message, or the material expiring.
-func importEvent(before []metav1.Condition, after metav1.Condition) (reason, note string, ok bool) {
-	old := meta.FindStatusCondition(before, kmsv1alpha1.KeyConditionImported)
-	if old != nil && old.Reason == after.Reason && old.Message == after.Message {
-		return "", "", false
-	}
-	switch after.Reason {
-	case kmsv1alpha1.KeyReasonImportFailed:
-		return ReasonImportFailed, after.Message, true
-	case kmsv1alpha1.KeyReasonMaterialExpired:
-		return ReasonMaterialExpired, after.Message, true
-	}
-	return "", "", false
 }

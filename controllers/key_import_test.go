@@ -1,4 +1,4 @@
-package controllers
+package controllers_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -23,8 +24,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/controllers"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/kmscrypto"
 )
 
 // Bring your own key. openssl does the wrapping in the data plane suite's
@@ -112,6 +114,40 @@ var _ = Describe("Key import (origin: External)", func() {
 		}
 	}
 
+	// crashWithRequestOpen stops the manager and leaves key as a crash
+	// between making an imported version and closing its request would:
+	// new material, wrapped for the key's import parameters, in Secret
+	// "wrapped", and an open request for it (changed by also). The caller
+	// makes the version, as the crashed manager did. It returns the key as
+	// stored now, the material and the Secret.
+	crashWithRequestOpen := func(ctx context.Context, k *kmsv1alpha1.Key, also ...func(*kmsv1alpha1.KeyImport)) (*kmsv1alpha1.Key, []byte, *corev1.Secret) {
+		GinkgoHelper()
+		stopMgr()
+		material := make([]byte, 32)
+		_, _ = rand.Read(material)
+		secret := putImportSecret(ctx, "wrapped", wrapOAEP(k.Status.ImportParameters, material), token(ctx, k))
+		setImport(ctx, k, func(i *kmsv1alpha1.KeyImport) {
+			pointAt("wrapped")(i)
+			for _, f := range also {
+				f(i)
+			}
+		})
+		return getKey(ctx, k)(), material, secret
+	}
+	// expectAnsweredOnceThenRestart reconciles the key once, without the
+	// manager, and checks that the version made before the crash answered
+	// the request: nothing imported twice, the Secret deleted, the request
+	// closed. Then it starts the manager again.
+	expectAnsweredOnceThenRestart := func(ctx context.Context, k *kmsv1alpha1.Key) {
+		GinkgoHelper()
+		_, err := directReconciler().Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(k)})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(countMaterial(ctx, k.Status.KeyID)()).To(Equal(2), "version 1 and the wrapping key: nothing imported twice")
+		Expect(secretGone(ctx, "wrapped")()).To(BeTrue(), "the imported Secret is deleted")
+		Expect(requestClosed(ctx, k)()).To(BeTrue(), "the request is closed")
+		stopMgr = startManager()
+	}
+
 	importCondition := func(ctx context.Context, k *kmsv1alpha1.Key) func() *metav1.Condition {
 		return func() *metav1.Condition {
 			return meta.FindStatusCondition(getKey(ctx, k)().Status.Conditions, kmsv1alpha1.KeyConditionImported)
@@ -133,11 +169,16 @@ var _ = Describe("Key import (origin: External)", func() {
 
 		material := make([]byte, 32)
 		_, _ = rand.Read(material)
-		putImportSecret(ctx, "wrapped", wrapOAEP(params, material), firstToken)
+		wrappedSecret := putImportSecret(ctx, "wrapped", wrapOAEP(params, material), firstToken)
 		setImport(ctx, key, pointAt("wrapped"))
+		generation := getKey(ctx, key)().Generation
 
 		key = waitReady(ctx, key, 1)
 		Eventually(requestClosed(ctx, key)).Should(BeTrue(), "the import request is answered once and closed")
+		v1 := versionSecret(ctx, key.Status.KeyID, 1)
+		Expect(v1.Annotations).To(HaveKeyWithValue(keystore.AnnotationImportRequest, fmt.Sprintf("%s@%s/%d", wrappedSecret.UID, key.UID, generation)),
+			"the version names the import request it answered in its own annotation")
+		Expect(v1.Annotations).NotTo(HaveKey(keystore.AnnotationRotateRequest), "an import is no rotate request")
 		Eventually(func() string { return token(ctx, key) }).ShouldNot(Equal(firstToken), "a token is good for one import")
 		Expect(key.Status.State).To(Equal(kmsv1alpha1.KeyStateEnabled))
 		Expect(meta.IsStatusConditionTrue(key.Status.Conditions, kmsv1alpha1.KeyConditionImported)).To(BeTrue())
@@ -145,7 +186,7 @@ var _ = Describe("Key import (origin: External)", func() {
 		got, err := store.Load(ctx, key.Status.KeyID, 1, "SYMMETRIC_DEFAULT")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got).To(Equal(material), "the sealed version is the imported material")
-		Eventually(eventReasons(ctx, ns, "byok")).Should(ContainElement(ReasonImported))
+		Eventually(eventReasons(ctx, ns, "byok")).Should(ContainElement(controllers.ReasonImported))
 
 		By("the material and the wrapping private key exist only sealed")
 		secrets := &corev1.SecretList{}
@@ -161,7 +202,7 @@ var _ = Describe("Key import (origin: External)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(bytes.Contains(shown, material)).To(BeFalse())
 		Expect(string(shown)).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString(material)))
-		for _, note := range eventNotes(ctx, ns, "byok", ReasonImported)() {
+		for _, note := range eventNotes(ctx, ns, "byok", controllers.ReasonImported)() {
 			Expect(note).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString(material)))
 		}
 
@@ -179,7 +220,7 @@ var _ = Describe("Key import (origin: External)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(got).To(Equal(second))
 		Expect(key.Status.Versions).To(HaveLen(2))
-		Eventually(eventNotes(ctx, ns, "byok", ReasonImported)).Should(ContainElement(ContainSubstring("as version 2")),
+		Eventually(eventNotes(ctx, ns, "byok", controllers.ReasonImported)).Should(ContainElement(ContainSubstring("as version 2")),
 			"each import is its own Event, not a fold of the first")
 
 		// Deleting the Key removes its wrapping key (not material) at once.
@@ -198,7 +239,7 @@ var _ = Describe("Key import (origin: External)", func() {
 		Expect(err).NotTo(HaveOccurred())
 		aesKey := make([]byte, 32)
 		_, _ = rand.Read(aesKey)
-		wrappedMaterial, err := crypto.WrapKWP(aesKey, pkcs8)
+		wrappedMaterial, err := kmscrypto.WrapKWP(aesKey, pkcs8)
 		Expect(err).NotTo(HaveOccurred())
 		putImportSecret(ctx, "wrapped", append(wrapOAEP(key.Status.ImportParameters, aesKey), wrappedMaterial...), token(ctx, key))
 		setImport(ctx, key, func(i *kmsv1alpha1.KeyImport) {
@@ -208,7 +249,7 @@ var _ = Describe("Key import (origin: External)", func() {
 		key = waitReady(ctx, key, 1)
 		der, err := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(key.Status.PublicKey).To(Equal(crypto.PublicKeyPEM(der)))
+		Expect(key.Status.PublicKey).To(Equal(kmscrypto.PublicKeyPEM(der)))
 		Expect(key.Status.KeyUsage).To(Equal(kmsv1alpha1.KeyUsageEncryptDecrypt))
 	})
 
@@ -228,13 +269,13 @@ var _ = Describe("Key import (origin: External)", func() {
 				g.Expect(meta.FindStatusCondition(got.Status.Conditions, kmsv1alpha1.KeyConditionReady).Message).To(ContainSubstring(want))
 			}).Should(Succeed())
 			Expect(secretGone(ctx, "wrapped")()).To(BeFalse(), "a refused Secret is left for the user")
-			Eventually(eventNotes(ctx, ns, "picky", ReasonImportFailed)).Should(ContainElement(ContainSubstring(want)))
+			Eventually(eventNotes(ctx, ns, "picky", controllers.ReasonImportFailed)).Should(ContainElement(ContainSubstring(want)))
 			Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "wrapped"}})).To(Succeed())
 		}
 		setImport(ctx, key, pointAt("wrapped"))
 		Eventually(importCondition(ctx, key)).Should(HaveField("Message", ContainSubstring("Waiting for Secret "+ns+"/wrapped")))
 
-		other, _, err := crypto.NewWrappingKey(rand.Reader)
+		other, _, err := kmscrypto.NewWrappingKey(rand.Reader)
 		Expect(err).NotTo(HaveOccurred())
 		otherKey, err := x509.ParsePKCS8PrivateKey(other)
 		Expect(err).NotTo(HaveOccurred())
@@ -269,29 +310,15 @@ var _ = Describe("Key import (origin: External)", func() {
 
 	It("imports once even when the wrapped copy outlives a crash, and makes the key unusable at validTo", func(ctx SpecContext) {
 		key := pendingImport(ctx, createKey(ctx, external("expiring")))
-		params := key.Status.ImportParameters
 
 		By("a crash between making the version and closing the request")
-		stopMgr()
-		material := make([]byte, 32)
-		_, _ = rand.Read(material)
-		secret := putImportSecret(ctx, "wrapped", wrapOAEP(params, material), token(ctx, key))
 		validTo := metav1.NewTime(fakeClock.Now().Add(2 * time.Hour).Truncate(time.Second))
-		setImport(ctx, key, func(i *kmsv1alpha1.KeyImport) {
-			pointAt("wrapped")(i)
-			i.ValidTo = &validTo
-		})
-		key = getKey(ctx, key)()
+		key, material, secret := crashWithRequestOpen(ctx, key, func(i *kmsv1alpha1.KeyImport) { i.ValidTo = &validTo })
 		owner := keystore.Owner{Namespace: ns, Name: "expiring", KeyID: key.Status.KeyID, KeySpec: "SYMMETRIC_DEFAULT"}
-		created, err := store.Create(ctx, owner, 1, material, nil, fakeClock.Now(), importStamp(string(secret.UID), key))
+		created, err := store.CreateImported(ctx, owner, 1, material, nil, fakeClock.Now(), controllers.ImportRequest(string(secret.UID), key))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(created).To(BeTrue())
-		_, err = directReconciler().Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(key)})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(countMaterial(ctx, key.Status.KeyID)()).To(Equal(2), "version 1 and the wrapping key: nothing imported twice")
-		Expect(secretGone(ctx, "wrapped")()).To(BeTrue(), "the imported Secret is deleted")
-		Expect(requestClosed(ctx, key)()).To(BeTrue(), "the request is closed")
-		stopMgr = startManager()
+		expectAnsweredOnceThenRestart(ctx, key)
 		key = waitReady(ctx, key, 1)
 
 		fakeClock.Step(3 * time.Hour)
@@ -303,10 +330,42 @@ var _ = Describe("Key import (origin: External)", func() {
 			g.Expect(ready.Reason).To(Equal(kmsv1alpha1.KeyReasonMaterialExpired))
 			g.Expect(ready.Message).To(ContainSubstring("expired at " + validTo.UTC().Format(time.RFC3339)))
 		}).Should(Succeed())
-		Eventually(eventReasons(ctx, ns, "expiring")).Should(ContainElement(ReasonMaterialExpired))
+		Eventually(eventReasons(ctx, ns, "expiring")).Should(ContainElement(controllers.ReasonMaterialExpired))
 
 		// Moving validTo later makes the same material usable again.
 		setImport(ctx, key, func(i *kmsv1alpha1.KeyImport) { i.ValidTo = &metav1.Time{Time: fakeClock.Now().Add(time.Hour)} })
 		waitReady(ctx, key, 1)
 	})
+
+	// The previous release kept a version's import request in the
+	// rotate-request annotation, as "import:<Secret UID>@<Key UID>/<generation>".
+	It("never imports twice a request a previous release answered, its mark in the rotate-request annotation", func(ctx SpecContext) {
+		key := pendingImport(ctx, createKey(ctx, external("legacy")))
+
+		By("a crash of the previous release between making the version and closing the request")
+		key, material, secret := crashWithRequestOpen(ctx, key)
+		owner := keystore.Owner{Namespace: ns, Name: "legacy", KeyID: key.Status.KeyID, KeySpec: "SYMMETRIC_DEFAULT"}
+		legacyMark := fmt.Sprintf("import:%s@%s/%d", secret.UID, key.UID, key.Generation)
+		created, err := store.Create(ctx, owner, 1, material, nil, fakeClock.Now(), legacyMark)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(created).To(BeTrue())
+		Expect(versionSecret(ctx, key.Status.KeyID, 1).Annotations).To(HaveKeyWithValue(keystore.AnnotationRotateRequest, legacyMark))
+
+		By("the new release reconciling")
+		expectAnsweredOnceThenRestart(ctx, key)
+		got := waitReady(ctx, key, 1)
+		Expect(meta.IsStatusConditionTrue(got.Status.Conditions, kmsv1alpha1.KeyConditionImported)).To(BeTrue())
+		stored, err := store.Load(ctx, key.Status.KeyID, 1, "SYMMETRIC_DEFAULT")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(stored).To(Equal(material))
+	})
 })
+
+// versionSecret is the material Secret of one version of a key, read
+// through the API server.
+func versionSecret(ctx context.Context, keyID string, version int32) corev1.Secret {
+	GinkgoHelper()
+	s := corev1.Secret{}
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: keystore.SecretName(keyID, version)}, &s)).To(Succeed())
+	return s
+}

@@ -46,7 +46,7 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Store.Destroy(ctx, v); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.Recorder.Eventf(secret, nil, corev1.EventTypeNormal, ReasonDestroyed, ActionDestroyMaterial,
+	r.Recorder.Eventf(secret, nil, corev1.EventTypeNormal, ReasonDestroyed, StepDestroyMaterial,
 		"Destroyed key %s version %d (deleted from %s/%s) after its deletion window", v.KeyID, v.Version, v.KeyNamespace, v.KeyName)
 	return ctrl.Result{}, nil
 }

@@ -1,4 +1,4 @@
-package controllers
+package controllers_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/seal"
 )
@@ -109,7 +110,7 @@ var _ = Describe("A missing local root key", func() {
 		ns := newNamespace(ctx)
 		Expect(k8sClient.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kubekms-ca",
-				Labels: map[string]string{seal.ManagedByLabel: seal.ManagedByValue}},
+				Labels: map[string]string{kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue}},
 			Data: map[string][]byte{"x": []byte("y")},
 		})).To(Succeed())
 		_, err := seal.LoadOrCreateLocal(ctx, k8sClient, k8sClient, ns, rand.Reader)

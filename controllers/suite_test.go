@@ -1,35 +1,29 @@
-package controllers
+package controllers_test
 
 import (
 	"context"
 	"crypto/rand"
-	"path/filepath"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/controllers"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/operator"
 	"github.com/kubekms/kubekms/internal/seal"
+	"github.com/kubekms/kubekms/internal/testenv"
 )
 
-const operatorNamespace = "kubekms-system"
+const operatorNamespace = testenv.OperatorNamespace
 
 var (
 	testEnv   *envtest.Environment
@@ -51,20 +45,9 @@ var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(30 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	var err error
-	cfg, err = testEnv.Start()
+	env, err := testenv.Start(testenv.Options{CRDs: true})
 	Expect(err).NotTo(HaveOccurred())
-
-	scheme = runtime.NewScheme()
-	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(kmsv1alpha1.AddToScheme(scheme)).To(Succeed())
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})).To(Succeed())
+	testEnv, cfg, scheme, k8sClient = env.Environment, env.Config, env.Scheme, env.Client
 
 	sealer, err := seal.LoadOrCreateLocal(context.Background(), k8sClient, k8sClient, operatorNamespace, rand.Reader)
 	Expect(err).NotTo(HaveOccurred())
@@ -83,46 +66,26 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// startManager starts a manager running the real controllers, as
-// cmd/manager does, with the fake clock. It returns a function that stops it
-// and waits until it has stopped: a real restart is stop, then start.
+// startManager starts a manager built by internal/operator, as cmd/manager
+// builds it, running only the controllers, with the fake clock. It returns a
+// function that stops it and waits until it has stopped: a real restart is
+// stop, then start.
 func startManager() func() {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions(operatorNamespace),
-		Controller:             config.Controller{SkipNameValidation: new(true)}, // several managers in one process
+	op, err := operator.New(context.Background(), cfg, operator.Options{
+		Namespace:         operatorNamespace,
+		SeveralPerProcess: true,
+		Clock:             fakeClock,
+		Controllers:       &operator.ControllerOptions{MaxConcurrentKeys: 4, ImportPollInterval: time.Second},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	sealer, err := seal.LoadOrCreateLocal(context.Background(), mgr.GetClient(), mgr.GetAPIReader(), operatorNamespace, rand.Reader)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(Setup(mgr, Config{
-		Store:               &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: operatorNamespace, Sealer: sealer},
-		Clock:               fakeClock,
-		Random:              rand.Reader,
-		KeyController:       controller.Options{MaxConcurrentReconciles: 4},
-		ImportPollInterval:  time.Second,
-		RetentionController: controller.Options{},
-	})).To(Succeed())
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	return func() {
-		cancel()
-		Eventually(done).Should(BeClosed())
-	}
+	return testenv.Run(op.Start)
 }
 
 // directReconciler is the Key reconciler without a manager: tests call it
 // the way the manager's timer would, to drive time with the fake clock.
-func directReconciler() *KeyReconciler {
-	return &KeyReconciler{Client: k8sClient, Reader: k8sClient, Store: store, Recorder: discardRecorder{}, Clock: fakeClock, Random: rand.Reader}
+func directReconciler() *controllers.KeyReconciler {
+	return &controllers.KeyReconciler{Client: k8sClient, Reader: k8sClient, Store: store, Recorder: discardRecorder{}, Clock: fakeClock, Random: rand.Reader}
 }
 
 type discardRecorder struct{}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
@@ -81,7 +82,7 @@ func (s *Store) ImportParameters(ctx context.Context, keyID string) (*ImportPara
 // CreateImportParameters seals a new wrapping key for keyID. It reports
 // false when another writer made parameters first; read them again.
 func (s *Store) CreateImportParameters(ctx context.Context, keyID string, private, public []byte, token string, expires time.Time) (bool, error) {
-	labels := map[string]string{seal.ComponentLabel: ComponentImportWrappingKey, LabelKeyID: keyID}
+	labels := map[string]string{kmsv1alpha1.ComponentLabel: ComponentImportWrappingKey, LabelKeyID: keyID}
 	annotations := map[string]string{
 		AnnotationImportToken: token,
 		AnnotationExpiresAt:   expires.UTC().Format(time.RFC3339Nano),

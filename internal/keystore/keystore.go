@@ -15,6 +15,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
@@ -42,9 +44,14 @@ const (
 	// LabelTombstone is "true" on the versions of a deleted key.
 	LabelTombstone = "kms.kubekms.io/tombstone"
 
-	AnnotationKeySpec       = "kms.kubekms.io/key-spec"
-	AnnotationCreatedAt     = "kms.kubekms.io/created-at"
+	AnnotationKeySpec   = "kms.kubekms.io/key-spec"
+	AnnotationCreatedAt = "kms.kubekms.io/created-at"
+	// AnnotationRotateRequest holds the value of the Key's rotate annotation
+	// a version answered (on-demand rotation), so a value makes one version.
 	AnnotationRotateRequest = "kms.kubekms.io/rotate-request"
+	// AnnotationImportRequest names the import request an imported version
+	// answered (see Version.ImportRequest), so a request imports once.
+	AnnotationImportRequest = "kms.kubekms.io/import-request"
 	AnnotationDestroyAfter  = "kms.kubekms.io/destroy-after"
 	// AnnotationDeletedPolicy, on a tombstone, holds the policy the key had
 	// when it was deleted (JSON, see access.DeletedPolicy): a restore is
@@ -56,6 +63,12 @@ const (
 
 	dataSealed   = "sealed"
 	dataProvider = "sealer"
+
+	// legacyImportRequestPrefix: releases before the import request had
+	// its own annotation wrote it into AnnotationRotateRequest behind this
+	// prefix. Reading still maps it to ImportRequest, so material imported
+	// by such a release is never imported a second time.
+	legacyImportRequestPrefix = "import:"
 )
 
 // Version describes one stored version of a key. It never holds material.
@@ -69,6 +82,12 @@ type Version struct {
 	// RotateRequest is the value of the rotate annotation this version
 	// answered, if any.
 	RotateRequest string
+	// ImportRequest names the import request an imported version answered,
+	// if any: an opaque string the Key controller chooses (the import
+	// Secret's UID and the Key's UID and generation). New versions carry
+	// it in AnnotationImportRequest; for versions an older release wrote it
+	// is read from RotateRequest (legacyImportRequestPrefix).
+	ImportRequest string
 	Tombstone     bool
 	DestroyAfter  time.Time
 	// DeletedPolicy is the record of the policy of the version's key
@@ -120,8 +139,8 @@ func (s *Store) ActiveByKeyName(ctx context.Context, namespace, name string) ([]
 
 func (s *Store) list(ctx context.Context, sel client.MatchingLabels) ([]Version, error) {
 	sel = client.MatchingLabels(mergeLabels(sel, map[string]string{
-		seal.ManagedByLabel: seal.ManagedByValue,
-		seal.ComponentLabel: ComponentMaterial,
+		kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue,
+		kmsv1alpha1.ComponentLabel: ComponentMaterial,
 	}))
 	list := &corev1.SecretList{}
 	if err := s.Reader.List(ctx, list, client.InNamespace(s.Namespace), sel); err != nil {
@@ -165,10 +184,17 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 		KeySpec:         secret.Annotations[AnnotationKeySpec],
 		CreatedAt:       created,
 		RotateRequest:   secret.Annotations[AnnotationRotateRequest],
+		ImportRequest:   secret.Annotations[AnnotationImportRequest],
 		Tombstone:       secret.Labels[LabelTombstone] == "true",
 		secretName:      secret.Name,
 		uid:             secret.UID,
 		resourceVersion: secret.ResourceVersion,
+	}
+	if legacy, ok := strings.CutPrefix(v.RotateRequest, legacyImportRequestPrefix); ok && v.ImportRequest == "" {
+		// RotateRequest keeps its value: on a Generated key it may be a
+		// rotate annotation that merely starts with the prefix, and it must
+		// still count as answered.
+		v.ImportRequest = legacy
 	}
 	v.DeletedPolicy = secret.Annotations[AnnotationDeletedPolicy]
 	if pk := secret.Annotations[AnnotationPublicKey]; pk != "" {
@@ -184,26 +210,40 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 	return v, nil
 }
 
-// Create seals material as the given version of a key. It reports false when
-// the version already exists: someone else made it first, and that version,
-// not this material, is the one that counts.
+// Create seals material as the given version of a key, marked as the answer
+// to rotateRequest (the rotate annotation's value, "" for none). It reports
+// false when the version already exists: someone else made it first, and
+// that version, not this material, is the one that counts.
 func (s *Store) Create(ctx context.Context, owner Owner, version int32, material, publicKey []byte, createdAt time.Time, rotateRequest string) (bool, error) {
+	return s.create(ctx, owner, version, material, publicKey, createdAt, AnnotationRotateRequest, rotateRequest)
+}
+
+// CreateImported seals imported material as the given version of a key,
+// marked as the answer to importRequest (Version.ImportRequest). Like
+// Create, it reports false when the version already exists.
+func (s *Store) CreateImported(ctx context.Context, owner Owner, version int32, material, publicKey []byte, createdAt time.Time, importRequest string) (bool, error) {
+	return s.create(ctx, owner, version, material, publicKey, createdAt, AnnotationImportRequest, importRequest)
+}
+
+// create seals a version whose request annotation (rotate or import) holds
+// request, when it is not empty.
+func (s *Store) create(ctx context.Context, owner Owner, version int32, material, publicKey []byte, createdAt time.Time, requestAnnotation, request string) (bool, error) {
 	annotations := map[string]string{
 		AnnotationKeySpec:   owner.KeySpec,
 		AnnotationCreatedAt: createdAt.UTC().Format(time.RFC3339Nano),
 	}
-	if rotateRequest != "" {
-		annotations[AnnotationRotateRequest] = rotateRequest
+	if request != "" {
+		annotations[requestAnnotation] = request
 	}
 	if len(publicKey) > 0 {
 		annotations[AnnotationPublicKey] = base64.StdEncoding.EncodeToString(publicKey)
 	}
 	labels := map[string]string{
-		seal.ComponentLabel: ComponentMaterial,
-		LabelKeyNamespace:   owner.Namespace,
-		LabelKeyName:        owner.Name,
-		LabelKeyID:          owner.KeyID,
-		LabelKeyVersion:     strconv.Itoa(int(version)),
+		kmsv1alpha1.ComponentLabel: ComponentMaterial,
+		LabelKeyNamespace:          owner.Namespace,
+		LabelKeyName:               owner.Name,
+		LabelKeyID:                 owner.KeyID,
+		LabelKeyVersion:            strconv.Itoa(int(version)),
 	}
 	what := fmt.Sprintf("key %s version %d", owner.KeyID, version)
 	return s.createSealed(ctx, what, SecretName(owner.KeyID, version), labels, annotations, material, seal.MaterialAAD(owner.KeyID, version, owner.KeySpec))
@@ -217,7 +257,7 @@ func (s *Store) createSealed(ctx context.Context, what, name string, labels, ann
 	if err != nil {
 		return false, fmt.Errorf("seal %s: %w", what, err)
 	}
-	labels[seal.ManagedByLabel] = seal.ManagedByValue
+	labels[kmsv1alpha1.ManagedByLabel] = kmsv1alpha1.ManagedByValue
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: labels, Annotations: annotations},
 		Immutable:  new(true),
@@ -259,7 +299,10 @@ func (s *Store) unsealSecret(ctx context.Context, secret *corev1.Secret, aad []b
 
 // Tombstone marks a version as belonging to a deleted key, to be destroyed
 // after destroyAfter, and records the policy the key had (deletedPolicy).
-// It is a compare-and-swap on the version's resourceVersion.
+// It re-reads the Secret uncached, refuses one that was replaced (another
+// UID than the version read), and patches with an optimistic lock on the
+// resourceVersion it just read, so a concurrent change makes it fail, not
+// overwrite.
 func (s *Store) Tombstone(ctx context.Context, v Version, destroyAfter time.Time, deletedPolicy string) error {
 	return s.patch(ctx, v, func(secret *corev1.Secret) {
 		secret.Labels[LabelTombstone] = "true"
