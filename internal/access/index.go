@@ -106,14 +106,11 @@ type grantEntry struct {
 // Index is safe for concurrent use.
 type Index struct {
 	mu sync.RWMutex
-	// policies and grants by the UID of the Key they are bound to, then name.
-	policies map[types.UID]map[string]policyEntry
-	grants   map[types.UID]map[string]grantEntry
-	// governing caches the winner among policies[uid].
+	// policies and grants, filed by the UID of the Key they are bound to.
+	policies filed[policyEntry]
+	grants   filed[grantEntry]
+	// governing caches the winner among policies.byKey[uid].
 	governing map[types.UID]policyEntry
-	// policyAt and grantAt say under which Key UID an object is filed.
-	policyAt map[types.NamespacedName]types.UID
-	grantAt  map[types.NamespacedName]types.UID
 
 	synced atomic.Pointer[func() bool]
 }
@@ -121,12 +118,46 @@ type Index struct {
 // NewIndex returns an empty index.
 func NewIndex() *Index {
 	return &Index{
-		policies:  map[types.UID]map[string]policyEntry{},
-		grants:    map[types.UID]map[string]grantEntry{},
+		policies:  newFiled[policyEntry](),
+		grants:    newFiled[grantEntry](),
 		governing: map[types.UID]policyEntry{},
-		policyAt:  map[types.NamespacedName]types.UID{},
-		grantAt:   map[types.NamespacedName]types.UID{},
 	}
+}
+
+// filed holds objects of one kind (policies or grants) by the UID of the
+// Key each is bound to, then by name, and remembers under which UID each
+// object is filed, so that a change or delete finds it without a scan.
+type filed[E any] struct {
+	byKey map[types.UID]map[string]E
+	at    map[types.NamespacedName]types.UID
+}
+
+func newFiled[E any]() filed[E] {
+	return filed[E]{byKey: map[types.UID]map[string]E{}, at: map[types.NamespacedName]types.UID{}}
+}
+
+// put files e, the entry of object nn, under the Key uid.
+func (f filed[E]) put(nn types.NamespacedName, uid types.UID, e E) {
+	if f.byKey[uid] == nil {
+		f.byKey[uid] = map[string]E{}
+	}
+	f.byKey[uid][nn.Name] = e
+	f.at[nn] = uid
+}
+
+// drop removes object nn, and says under which Key it was filed (false:
+// it was not).
+func (f filed[E]) drop(nn types.NamespacedName) (types.UID, bool) {
+	uid, ok := f.at[nn]
+	if !ok {
+		return "", false
+	}
+	delete(f.at, nn)
+	delete(f.byKey[uid], nn.Name)
+	if len(f.byKey[uid]) == 0 {
+		delete(f.byKey, uid)
+	}
+	return uid, true
 }
 
 // SetSynced tells the index how to know its informers have delivered
@@ -146,7 +177,7 @@ func (ix *Index) For(namespace string, key types.UID, now time.Time) (*policy.Po
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var grants []policy.Grant
-	for _, g := range ix.grants[key] {
+	for _, g := range ix.grants.byKey[key] {
 		if g.namespace == namespace && (g.expiresAt.IsZero() || now.Before(g.expiresAt)) {
 			grants = append(grants, g.grant)
 		}
@@ -158,40 +189,36 @@ func (ix *Index) For(namespace string, key types.UID, now time.Time) (*policy.Po
 	return pol, grants
 }
 
+// setPolicy files a policy under its Key, replacing what the index had for
+// it; a policy bound to no Key, or being deleted, governs nothing.
 func (ix *Index) setPolicy(p *kmsv1alpha1.KeyPolicy) {
-	nn := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.dropPolicyLocked(nn)
+	ix.dropPolicyLocked(p)
 	uid, ok := BoundKey(p.OwnerReferences, p.Spec.KeyRef.Name)
 	if !ok || !p.DeletionTimestamp.IsZero() {
 		return
 	}
-	if ix.policies[uid] == nil {
-		ix.policies[uid] = map[string]policyEntry{}
-	}
-	ix.policies[uid][p.Name] = policyEntry{namespace: p.Namespace, name: p.Name, created: p.CreationTimestamp.Time, policy: PolicyFrom(p)}
-	ix.policyAt[nn] = uid
+	ix.policies.put(nameOf(p), uid, policyEntry{namespace: p.Namespace, name: p.Name, created: p.CreationTimestamp.Time, policy: PolicyFrom(p)})
 	ix.elect(uid)
 }
 
-func (ix *Index) dropPolicyLocked(nn types.NamespacedName) {
-	uid, ok := ix.policyAt[nn]
-	if !ok {
-		return
+func (ix *Index) dropPolicy(p *kmsv1alpha1.KeyPolicy) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.dropPolicyLocked(p)
+}
+
+func (ix *Index) dropPolicyLocked(p *kmsv1alpha1.KeyPolicy) {
+	if uid, ok := ix.policies.drop(nameOf(p)); ok {
+		ix.elect(uid)
 	}
-	delete(ix.policyAt, nn)
-	delete(ix.policies[uid], nn.Name)
-	if len(ix.policies[uid]) == 0 {
-		delete(ix.policies, uid)
-	}
-	ix.elect(uid)
 }
 
 // elect recomputes the governing policy of one key, as Governing does.
 func (ix *Index) elect(uid types.UID) {
 	var best *policyEntry
-	for _, e := range ix.policies[uid] {
+	for _, e := range ix.policies.byKey[uid] {
 		if best == nil || older(e.created, e.name, best.created, best.name) {
 			best = &e
 		}
@@ -203,36 +230,31 @@ func (ix *Index) elect(uid types.UID) {
 	ix.governing[uid] = *best
 }
 
+// setGrant files a grant under its Key, replacing what the index had for
+// it; only an Active grant bound to a Key, not being deleted, is filed.
 func (ix *Index) setGrant(g *kmsv1alpha1.KeyGrant) {
-	nn := types.NamespacedName{Namespace: g.Namespace, Name: g.Name}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.dropGrantLocked(nn)
+	ix.grants.drop(nameOf(g))
 	uid, ok := BoundKey(g.OwnerReferences, g.Spec.KeyRef.Name)
 	if !ok || g.Status.State != kmsv1alpha1.KeyGrantActive || !g.DeletionTimestamp.IsZero() {
 		return
-	}
-	if ix.grants[uid] == nil {
-		ix.grants[uid] = map[string]grantEntry{}
 	}
 	e := grantEntry{namespace: g.Namespace, grant: GrantFrom(g)}
 	if g.Spec.ExpiresAt != nil {
 		e.expiresAt = g.Spec.ExpiresAt.Time
 	}
-	ix.grants[uid][g.Name] = e
-	ix.grantAt[nn] = uid
+	ix.grants.put(nameOf(g), uid, e)
 }
 
-func (ix *Index) dropGrantLocked(nn types.NamespacedName) {
-	uid, ok := ix.grantAt[nn]
-	if !ok {
-		return
-	}
-	delete(ix.grantAt, nn)
-	delete(ix.grants[uid], nn.Name)
-	if len(ix.grants[uid]) == 0 {
-		delete(ix.grants, uid)
-	}
+func (ix *Index) dropGrant(g *kmsv1alpha1.KeyGrant) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.grants.drop(nameOf(g))
+}
+
+func nameOf(o metav1.Object) types.NamespacedName {
+	return types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
 }
 
 // PolicyFrom converts a KeyPolicy for the evaluator.
@@ -291,46 +313,30 @@ func GrantFrom(g *kmsv1alpha1.KeyGrant) policy.Grant {
 
 // PolicyHandler keeps the index in step with a KeyPolicy informer.
 func (ix *Index) PolicyHandler() toolscache.ResourceEventHandler {
-	drop := func(p *kmsv1alpha1.KeyPolicy) {
-		ix.mu.Lock()
-		defer ix.mu.Unlock()
-		ix.dropPolicyLocked(types.NamespacedName{Namespace: p.Namespace, Name: p.Name})
-	}
-	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { withPolicy(o, ix.setPolicy) },
-		UpdateFunc: func(_, o any) { withPolicy(o, ix.setPolicy) },
-		DeleteFunc: func(o any) { withPolicy(o, drop) },
-	}
+	return informerHandler(ix.setPolicy, ix.dropPolicy)
 }
 
 // GrantHandler keeps the index in step with a KeyGrant informer.
 func (ix *Index) GrantHandler() toolscache.ResourceEventHandler {
-	drop := func(g *kmsv1alpha1.KeyGrant) {
-		ix.mu.Lock()
-		defer ix.mu.Unlock()
-		ix.dropGrantLocked(types.NamespacedName{Namespace: g.Namespace, Name: g.Name})
+	return informerHandler(ix.setGrant, ix.dropGrant)
+}
+
+// informerHandler calls set for each object of type T an informer adds or
+// updates, and drop for each it deletes, including one it only learns was
+// deleted (DeletedFinalStateUnknown: the last state it saw). Objects of
+// other types are ignored.
+func informerHandler[T any](set, drop func(T)) toolscache.ResourceEventHandler {
+	with := func(o any, f func(T)) {
+		if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+			o = d.Obj
+		}
+		if t, ok := o.(T); ok {
+			f(t)
+		}
 	}
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { withGrant(o, ix.setGrant) },
-		UpdateFunc: func(_, o any) { withGrant(o, ix.setGrant) },
-		DeleteFunc: func(o any) { withGrant(o, drop) },
-	}
-}
-
-func withPolicy(o any, f func(*kmsv1alpha1.KeyPolicy)) {
-	if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
-		o = d.Obj
-	}
-	if p, ok := o.(*kmsv1alpha1.KeyPolicy); ok {
-		f(p)
-	}
-}
-
-func withGrant(o any, f func(*kmsv1alpha1.KeyGrant)) {
-	if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
-		o = d.Obj
-	}
-	if g, ok := o.(*kmsv1alpha1.KeyGrant); ok {
-		f(g)
+		AddFunc:    func(o any) { with(o, set) },
+		UpdateFunc: func(_, o any) { with(o, set) },
+		DeleteFunc: func(o any) { with(o, drop) },
 	}
 }

@@ -69,6 +69,15 @@ func TestKeyActions(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a pending import request is not asked for again", func(t *testing.T) {
+		old := base()
+		old.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "s"}}
+		new := old.DeepCopy()
+		new.Spec.Description = "x"
+		if got := KeyActions(old, new, false); !slices.Equal(got, []string{"Administer"}) {
+			t.Fatalf("KeyActions = %v, want [Administer]", got)
+		}
+	})
 	t.Run("closing an import request is no admin act", func(t *testing.T) {
 		old := base()
 		old.Spec.Import = &kmsv1alpha1.KeyImport{SecretRef: &kmsv1alpha1.LocalSecretReference{Name: "s"}, WrappingAlgorithm: kmsv1alpha1.WrappingRSAESOAEPSHA256}
