@@ -96,6 +96,12 @@ func errReviewThrottled(t *authn.ThrottledError) error {
 	return st.Err()
 }
 
+// errNoCall refuses a call whose handler ran without its call state: a
+// bug, not a condition to retry through.
+func errNoCall() error {
+	return newError(codes.Internal, ReasonInternal, "kubekms could not complete the request: an internal error, logged by the data plane")
+}
+
 func errAuditUnavailable() error {
 	return newError(codes.Unavailable, ReasonInternal, "the audit log cannot be written, and kubekms is set to refuse requests it cannot audit (fail closed); retry with backoff")
 }

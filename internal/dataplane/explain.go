@@ -9,12 +9,17 @@ import (
 	"github.com/kubekms/kubekms/internal/policy"
 )
 
-// ExplainAccess answers "may principal P do action A on key K with context
-// C, and what decides it". Asking about oneself needs nothing more; asking
-// about another principal needs the right to administer the key. A caller
-// who may not describe the key learns only yes or no, so the answer does not
-// tell which keys exist.
+// ExplainAccess implements KeyManagementService.
 func (s *Server) ExplainAccess(ctx context.Context, req *kmsv1.ExplainAccessRequest) (*kmsv1.ExplainAccessResponse, error) {
+	return handle(ctx, req, s.explainAccess)
+}
+
+// explainAccess answers "may principal P do action A on key K with context
+// C, and what decides it", at the call's time. Asking about oneself needs
+// nothing more; asking about another principal needs the right to
+// administer the key. A caller who may not describe the key learns only
+// yes or no, so the answer does not tell which keys exist.
+func (s *Server) explainAccess(ctx context.Context, c *call, req *kmsv1.ExplainAccessRequest) (*kmsv1.ExplainAccessResponse, error) {
 	if req.Action == "" {
 		return nil, errValidation("action is required, e.g. Decrypt")
 	}
@@ -22,38 +27,38 @@ func (s *Server) ExplainAccess(ctx context.Context, req *kmsv1.ExplainAccessRequ
 	// string would ask RBAC about verbs like delete or escalate on keys.
 	action, ok := policy.CanonicalAction(req.Action)
 	if !ok {
-		return nil, errValidation("action %.64q is not a kubekms action; one of: %s", req.Action, strings.Join(policy.Actions, ", "))
+		return nil, errValidation("action %.64q is not a kubekms action; one of: %s", req.Action, strings.Join(policy.ActionNames(), ", "))
 	}
 	req.Action = action
 	if err := checkContext("encryption_context", req.EncryptionContext); err != nil {
 		return nil, err
 	}
-	caller := principal(ctx)
+	caller := c.principal
 	subject := caller
 	if req.Principal != "" && req.Principal != caller.Username {
 		subject = s.principalNamed(ctx, req.Principal)
-		key, err := s.authorizedKey(ctx, "Administer", req.KeyId, nil)
+		key, err := s.authorizedKey(ctx, c, policy.ActionAdminister, nil)
 		if err != nil {
 			return nil, err
 		}
-		d, err := s.decide(ctx, subject, req.Action, key, req.EncryptionContext)
+		d, err := s.decide(ctx, c.at, subject, req.Action, key, req.EncryptionContext)
 		if err != nil {
 			return nil, errInternal()
 		}
 		return &kmsv1.ExplainAccessResponse{Allowed: d.Allowed, DecidedBy: d.DecidedBy, Explanation: d.Explanation}, nil
 	}
 	generic := &kmsv1.ExplainAccessResponse{Explanation: caller.Username + " may not " + req.Action + " with key " + req.KeyId + ", or the key does not exist"}
-	key, err := s.Keys.Resolve(caller.Namespace, req.KeyId)
-	if err != nil {
+	key := c.named
+	if key == nil {
 		return generic, nil
 	}
-	noteKey(ctx, key, key.CurrentVersion)
-	d, err := s.decide(ctx, subject, req.Action, key, req.EncryptionContext)
+	c.use(key, key.CurrentVersion)
+	d, err := s.decide(ctx, c.at, subject, req.Action, key, req.EncryptionContext)
 	if err != nil {
 		return nil, errInternal()
 	}
 	if !d.Allowed {
-		if canDescribe, err := s.decide(ctx, caller, "DescribeKey", key, nil); err != nil || !canDescribe.Allowed {
+		if canDescribe, err := s.decide(ctx, c.at, caller, policy.ActionDescribeKey, key, nil); err != nil || !canDescribe.Allowed {
 			return generic, nil
 		}
 	}

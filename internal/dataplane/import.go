@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -10,18 +9,25 @@ import (
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/policy"
 )
 
 // wrappingKeySpecRSA4096 is the only wrapping key spec: the controller
 // makes RSA 4096 wrapping keys.
 const wrappingKeySpecRSA4096 = "RSA_4096"
 
-// GetParametersForImport implements KeyManagementService: the current
-// wrapping public key and import token of an External key. The controller
-// makes and renews them; this only reads them. The token is the credential
-// for an import, so it is handed out only to callers allowed
-// GetParametersForImport on the key, never published in the Key's status.
+// GetParametersForImport implements KeyManagementService.
 func (s *Server) GetParametersForImport(ctx context.Context, req *kmsv1.GetParametersForImportRequest) (*kmsv1.GetParametersForImportResponse, error) {
+	return handle(ctx, req, s.getParametersForImport)
+}
+
+// getParametersForImport returns the current wrapping public key and
+// import token of an External key. The controller makes and renews them;
+// this only reads them. The token is the credential for an import, so it is
+// handed out only to callers allowed GetParametersForImport on the key,
+// never published in the Key's status. Parameters past their expiry at the
+// call's time are not handed out.
+func (s *Server) getParametersForImport(ctx context.Context, c *call, req *kmsv1.GetParametersForImportRequest) (*kmsv1.GetParametersForImportResponse, error) {
 	switch req.WrappingAlgorithm {
 	case "", kmsv1alpha1.WrappingRSAESOAEPSHA256, kmsv1alpha1.WrappingRSAAESKeyWrapSHA256:
 	default:
@@ -31,7 +37,7 @@ func (s *Server) GetParametersForImport(ctx context.Context, req *kmsv1.GetParam
 	if req.WrappingKeySpec != "" && req.WrappingKeySpec != wrappingKeySpecRSA4096 {
 		return nil, errValidation("wrapping_key_spec must be %s, got %q", wrappingKeySpecRSA4096, req.WrappingKeySpec)
 	}
-	key, err := s.authorizedKey(ctx, "GetParametersForImport", req.KeyId, nil)
+	key, err := s.authorizedKey(ctx, c, policy.ActionGetParametersForImport, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +53,7 @@ func (s *Server) GetParametersForImport(ctx context.Context, req *kmsv1.GetParam
 		log.FromContext(ctx).Error(err, "Could not read import parameters", "keyID", key.KeyIDString)
 		return nil, errInternal()
 	}
-	if p == nil || !time.Now().Before(p.ExpiresAt) {
+	if p == nil || !c.at.Before(p.ExpiresAt) {
 		return nil, newError(codes.Unavailable, ReasonKeyUnavailable,
 			"key %s/%s has no current import parameters yet (the manager makes them); retry with backoff", key.Namespace, key.Name)
 	}

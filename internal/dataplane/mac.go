@@ -2,13 +2,16 @@ package dataplane
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/internal/crypto"
-	"github.com/kubekms/kubekms/internal/keyring"
+	"github.com/kubekms/kubekms/internal/keycache"
+	"github.com/kubekms/kubekms/internal/keyspec"
+	"github.com/kubekms/kubekms/internal/kmscrypto"
+	"github.com/kubekms/kubekms/internal/policy"
 )
 
 // maxVerifyVersions bounds how many versions VerifyMac tries, newest
@@ -20,14 +23,18 @@ const ReasonInvalidMac = "KMSInvalidMacException"
 
 // GenerateMac implements KeyManagementService.
 func (s *Server) GenerateMac(ctx context.Context, req *kmsv1.GenerateMacRequest) (*kmsv1.GenerateMacResponse, error) {
+	return handle(ctx, req, s.generateMac)
+}
+
+func (s *Server) generateMac(ctx context.Context, c *call, req *kmsv1.GenerateMacRequest) (*kmsv1.GenerateMacResponse, error) {
 	if err := checkBytes("message", req.Message, 1, MaxPlaintext); err != nil {
 		return nil, err
 	}
-	key, err := s.authorizedKey(ctx, "GenerateMac", req.KeyId, nil)
+	key, err := s.authorizedKey(ctx, c, policy.ActionGenerateMac, nil)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := macKey(key, req.MacAlgorithm)
+	spec, err := macKey(key, req.MacAlgorithm, c.at)
 	if err != nil {
 		return nil, err
 	}
@@ -42,20 +49,25 @@ func (s *Server) GenerateMac(ctx context.Context, req *kmsv1.GenerateMacRequest)
 	return &kmsv1.GenerateMacResponse{Mac: mac, KeyId: key.KeyIDString, KeyVersion: key.CurrentVersion, MacAlgorithm: string(spec.Algorithm)}, nil
 }
 
-// VerifyMac implements KeyManagementService: in constant time per version,
-// against the newest maxVerifyVersions versions.
+// VerifyMac implements KeyManagementService.
 func (s *Server) VerifyMac(ctx context.Context, req *kmsv1.VerifyMacRequest) (*kmsv1.VerifyMacResponse, error) {
+	return handle(ctx, req, s.verifyMac)
+}
+
+// verifyMac verifies in constant time per version, against the newest
+// maxVerifyVersions versions; the one that verifies is the call's.
+func (s *Server) verifyMac(ctx context.Context, c *call, req *kmsv1.VerifyMacRequest) (*kmsv1.VerifyMacResponse, error) {
 	if err := checkBytes("message", req.Message, 1, MaxPlaintext); err != nil {
 		return nil, err
 	}
 	if err := checkBytes("mac", req.Mac, 1, 64); err != nil {
 		return nil, err
 	}
-	key, err := s.authorizedKey(ctx, "VerifyMac", req.KeyId, nil)
+	key, err := s.authorizedKey(ctx, c, policy.ActionVerifyMac, nil)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := macKey(key, req.MacAlgorithm)
+	spec, err := macKey(key, req.MacAlgorithm, c.at)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +77,7 @@ func (s *Server) VerifyMac(ctx context.Context, req *kmsv1.VerifyMacRequest) (*k
 			continue // a version that no longer exists verifies nothing
 		}
 		if spec.VerifyMAC(vk, req.Message, req.Mac) {
-			noteKey(ctx, key, v)
+			c.use(key, v)
 			return &kmsv1.VerifyMacResponse{MacValid: true, KeyId: key.KeyIDString, KeyVersion: v, MacAlgorithm: string(spec.Algorithm)}, nil
 		}
 	}
@@ -73,10 +85,11 @@ func (s *Server) VerifyMac(ctx context.Context, req *kmsv1.VerifyMacRequest) (*k
 }
 
 // macKey checks that a key can make and verify MACs with alg (default:
-// the key spec's algorithm).
-func macKey(key *keyring.Key, alg string) (crypto.HMACKeySpec, error) {
-	spec, ok := crypto.HMACSpec(string(key.KeySpec))
-	if err := checkKey(key, kmsv1alpha1.KeyUsageGenerateVerifyMAC, true); err != nil {
+// the key spec's algorithm) at now.
+func macKey(key *keycache.Key, alg string, now time.Time) (kmscrypto.HMACKeySpec, error) {
+	row, _ := keyspec.Lookup(string(key.KeySpec))
+	spec, ok := row.HMAC()
+	if err := checkKey(key, kmsv1alpha1.KeyUsageGenerateVerifyMAC, true, now); err != nil {
 		return spec, err
 	}
 	switch {

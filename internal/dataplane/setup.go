@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -15,15 +16,15 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
-	"github.com/kubekms/kubekms/internal/keyring"
+	"github.com/kubekms/kubekms/internal/keycache"
 	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/quota"
 )
@@ -37,9 +38,8 @@ type Config struct {
 	Store *keystore.Store
 	// Registry receives the data-plane metrics (the manager's registry).
 	Registry prometheus.Registerer
-	// Authn and Authz tune the caches; zero values take the defaults.
+	// Authn tunes the token cache; zero values take the defaults.
 	Authn authn.Options
-	Authz authz.Options
 	// Listening, if set, receives the bound address once serving.
 	Listening chan<- net.Addr
 
@@ -59,9 +59,17 @@ type Config struct {
 	// UsageInterval is how often use is summarised as Events and
 	// status.lastUsed (default 1m; negative turns it off).
 	UsageInterval time.Duration
-	// Access is the policy and grant index, shared with the admin webhook;
-	// Setup feeds it from informers. Nil makes one.
-	Access *access.Index
+	// Keys (the key cache), Access (the policy and grant index, counted as
+	// synced once the key cache is too) and Authorizer are shared with the
+	// admin webhook and any other data plane of the process: internal/operator
+	// builds and feeds them.
+	Keys       *keycache.Cache
+	Access     *access.Index
+	Authorizer *authz.Authorizer
+	// Clock gives each call its time, which decides expiry (grants,
+	// imported material, import parameters) and is the audit record's
+	// eventTime; nil is the real clock. Authn.Clock is the token cache's.
+	Clock clock.PassiveClock
 }
 
 // tokenreviews: authenticate every caller's token.
@@ -72,52 +80,16 @@ type Config struct {
 // that share each quota.
 // +kubebuilder:rbac:groups=discovery.k8s.io,namespace=kubekms-system,resources=endpointslices,verbs=get;list;watch
 
-// Setup adds the data plane to the manager: a keyring kept in step with
-// the Keys informer, and the gRPC server on every replica.
+// Setup adds the data plane to the manager: the gRPC server on every
+// replica, quota bookkeeping and use summaries.
 func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, error) {
+	if cfg.Store == nil || cfg.Keys == nil || cfg.Access == nil || cfg.Authorizer == nil {
+		return nil, errors.New("data plane: Store, Keys, Access and Authorizer are required (internal/operator fills them)")
+	}
 	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
 		return nil, err
 	}
-	keys := keyring.New(cfg.Store.Load)
-	inf, err := mgr.GetCache().GetInformer(ctx, &kmsv1alpha1.Key{})
-	if err != nil {
-		return nil, fmt.Errorf("keys informer: %w", err)
-	}
-	keysReg, err := inf.AddEventHandler(keys.EventHandler())
-	if err != nil {
-		return nil, err
-	}
-	index := cfg.Access
-	if index == nil {
-		index = access.NewIndex()
-	}
-	synced := []toolscache.ResourceEventHandlerRegistration{keysReg}
-	for obj, h := range map[client.Object]toolscache.ResourceEventHandler{
-		&kmsv1alpha1.KeyPolicy{}: index.PolicyHandler(),
-		&kmsv1alpha1.KeyGrant{}:  index.GrantHandler(),
-	} {
-		inf, err := mgr.GetCache().GetInformer(ctx, obj)
-		if err != nil {
-			return nil, fmt.Errorf("access informer: %w", err)
-		}
-		reg, err := inf.AddEventHandler(h)
-		if err != nil {
-			return nil, err
-		}
-		synced = append(synced, reg)
-	}
-	// Nothing decides while blind: the index (and so the admin webhook and
-	// the data plane) counts as synced once the keyring and the index have
-	// received every Key, KeyPolicy and KeyGrant the informers started with.
-	index.SetSynced(func() bool {
-		for _, r := range synced {
-			if !r.HasSynced() {
-				return false
-			}
-		}
-		return true
-	})
 	metrics, err := NewMetrics(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("data plane metrics: %w", err)
@@ -133,9 +105,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 		}
 	}
 	srv := NewGRPCServer(&Server{
-		Keys:       keys,
-		Authorizer: authz.New(cs.AuthorizationV1().SubjectAccessReviews(), cfg.Authz),
-		Access:     index,
+		Keys:       cfg.Keys,
+		Authorizer: cfg.Authorizer,
+		Access:     cfg.Access,
 		ServiceAccountUID: func(ctx context.Context, namespace, name string) (string, error) {
 			sa := &corev1.ServiceAccount{}
 			err := mgr.GetAPIReader().Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sa)
@@ -151,9 +123,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 		Audit:           cfg.Audit,
 		AuditFailClosed: cfg.AuditFailClosed,
 		Usage:           usage,
-		Keys:            keys,
+		Clock:           cfg.Clock,
 	})
-	if err := mgr.Add(&Runnable{Addr: cfg.Addr, Server: srv, Listening: cfg.Listening, Synced: index.Synced}); err != nil {
+	if err := mgr.Add(&Runnable{Addr: cfg.Addr, Server: srv, Listening: cfg.Listening, Synced: cfg.Access.Synced}); err != nil {
 		return nil, err
 	}
 	return srv, nil

@@ -1,4 +1,4 @@
-package keyring
+package keycache
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/kmscrypto"
 )
 
 // Material and what is parsed from it are loaded once, and forgotten when
@@ -62,7 +62,7 @@ func TestNoKeyDisplacesAnotherKeysID(t *testing.T) {
 	victim := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "payments", UID: "victim"},
 		Status: kmsv1alpha1.KeyStatus{KeyID: id, State: kmsv1alpha1.KeyStateEnabled, CurrentVersion: 1}}
 	k.Upsert(victim)
-	parsed, _ := crypto.ParseKeyID(id)
+	parsed, _ := kmscrypto.ParseKeyID(id)
 	key, err := k.ByID(parsed)
 	if err != nil || key.Namespace != "shop" {
 		t.Fatalf("ByID = %v, %v; want the victim", key, err)

@@ -1,4 +1,5 @@
-// Package keyring is the data plane's view of keys: an index of Keys by name
+// Package keycache is the data plane's in-memory view of keys (keystore,
+// by contrast, is where sealed material is stored): an index of Keys by name
 // and by keyID, fed by the manager's informer, and the unsealed version keys,
 // held in memory only and loaded on first use. A version not seen yet (just
 // rotated on another replica) is read fresh from the API server, not refused;
@@ -6,7 +7,7 @@
 // second (MissTTL) or until the Key's current version changes, and one more
 // than MaxVersionsAhead past the current version is not read at all, so
 // made-up versions in ciphertext headers cannot each cost a read.
-package keyring
+package keycache
 
 import (
 	"cmp"
@@ -24,7 +25,7 @@ import (
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/access"
-	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/kmscrypto"
 	"github.com/kubekms/kubekms/internal/policy"
 )
 
@@ -35,7 +36,7 @@ var ErrNotFound = errors.New("key not found")
 type Key struct {
 	Namespace, Name string
 	UID             types.UID
-	KeyID           crypto.KeyID
+	KeyID           kmscrypto.KeyID
 	KeyIDString     string
 	KeySpec         kmsv1alpha1.KeySpecType
 	KeyUsage        kmsv1alpha1.KeyUsage
@@ -59,20 +60,20 @@ type Key struct {
 type Loader func(ctx context.Context, keyID string, version int32, keySpec string) ([]byte, error)
 
 type versionRef struct {
-	id      crypto.KeyID
+	id      kmscrypto.KeyID
 	version uint32
 }
 
-// Keyring indexes keys and caches their unsealed version keys.
-type Keyring struct {
+// Cache indexes keys and caches their unsealed version keys.
+type Cache struct {
 	load Loader
 
 	mu     sync.RWMutex
 	byName map[types.NamespacedName]*Key
-	byID   map[crypto.KeyID]*Key
+	byID   map[kmscrypto.KeyID]*Key
 	// claims lists the Keys whose status names each keyID; byID holds
 	// a keyID only while exactly one does.
-	claims map[crypto.KeyID]map[types.NamespacedName]*Key
+	claims map[kmscrypto.KeyID]map[types.NamespacedName]*Key
 
 	matMu     sync.RWMutex
 	materials map[versionRef][]byte
@@ -128,13 +129,13 @@ type loadCall struct {
 	err  error
 }
 
-// New returns an empty keyring that loads material with load.
-func New(load Loader) *Keyring {
-	return &Keyring{
+// New returns an empty key cache that loads material with load.
+func New(load Loader) *Cache {
+	return &Cache{
 		load:      load,
 		byName:    map[types.NamespacedName]*Key{},
-		byID:      map[crypto.KeyID]*Key{},
-		claims:    map[crypto.KeyID]map[types.NamespacedName]*Key{},
+		byID:      map[kmscrypto.KeyID]*Key{},
+		claims:    map[kmscrypto.KeyID]map[types.NamespacedName]*Key{},
 		materials: map[versionRef][]byte{},
 		loading:   map[versionRef]*loadCall{},
 		parsed:    map[versionRef]any{},
@@ -143,7 +144,7 @@ func New(load Loader) *Keyring {
 
 // Upsert records a Key's current state. Keys without a keyID yet are kept
 // by name only.
-func (k *Keyring) Upsert(obj *kmsv1alpha1.Key) {
+func (k *Cache) Upsert(obj *kmsv1alpha1.Key) {
 	snap := &Key{
 		Namespace: obj.Namespace, Name: obj.Name, UID: obj.UID,
 		KeyIDString:     obj.Status.KeyID,
@@ -163,7 +164,7 @@ func (k *Keyring) Upsert(obj *kmsv1alpha1.Key) {
 	if obj.Spec.Origin == kmsv1alpha1.KeyOriginExternal && obj.Spec.Import != nil && obj.Spec.Import.ValidTo != nil {
 		snap.ValidTo = obj.Spec.Import.ValidTo.Time
 	}
-	id, idErr := crypto.ParseKeyID(obj.Status.KeyID)
+	id, idErr := kmscrypto.ParseKeyID(obj.Status.KeyID)
 	snap.KeyID = id
 	name := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
 
@@ -183,7 +184,7 @@ func (k *Keyring) Upsert(obj *kmsv1alpha1.Key) {
 }
 
 // unclaimLocked withdraws a Key's claim to a keyID.
-func (k *Keyring) unclaimLocked(id crypto.KeyID, name types.NamespacedName) {
+func (k *Cache) unclaimLocked(id kmscrypto.KeyID, name types.NamespacedName) {
 	delete(k.claims[id], name)
 	if len(k.claims[id]) == 0 {
 		delete(k.claims, id)
@@ -196,7 +197,7 @@ func (k *Keyring) unclaimLocked(id crypto.KeyID, name types.NamespacedName) {
 // material is labelled for the Key), so while two claim one, the keyID
 // resolves to neither: no Key can take over another's ciphertexts, Events
 // or cached material by publishing its keyID.
-func (k *Keyring) electLocked(id crypto.KeyID) {
+func (k *Cache) electLocked(id kmscrypto.KeyID) {
 	if c := k.claims[id]; len(c) == 1 {
 		for _, key := range c {
 			k.byID[id] = key
@@ -208,7 +209,7 @@ func (k *Keyring) electLocked(id crypto.KeyID) {
 
 // Remove forgets a Key and, when no other Key claims its keyID, drops its
 // cached material.
-func (k *Keyring) Remove(namespace, name string) {
+func (k *Cache) Remove(namespace, name string) {
 	nn := types.NamespacedName{Namespace: namespace, Name: name}
 	k.mu.Lock()
 	old := k.byName[nn]
@@ -239,19 +240,17 @@ func (k *Keyring) Remove(namespace, name string) {
 
 // Parsed returns parse applied to a version's material, computed once per
 // version and forgotten with the key (Remove).
-func (k *Keyring) Parsed(ctx context.Context, key *Key, version uint32, parse func([]byte) (any, error)) (any, error) {
+func (k *Cache) Parsed(ctx context.Context, key *Key, version uint32, parse func([]byte) (any, error)) (any, error) {
 	ref := versionRef{key.KeyID, version}
-	k.matMu.RLock()
-	v, ok := k.parsed[ref]
-	k.matMu.RUnlock()
-	if ok {
+	if v, ok := readLocked(&k.matMu, k.parsed, ref); ok {
 		return v, nil
 	}
 	material, err := k.VersionKey(ctx, key, version)
 	if err != nil {
 		return nil, err
 	}
-	if v, err = parse(material); err != nil {
+	v, err := parse(material)
+	if err != nil {
 		return nil, err
 	}
 	k.matMu.Lock()
@@ -262,42 +261,33 @@ func (k *Keyring) Parsed(ctx context.Context, key *Key, version uint32, parse fu
 
 // Resolve finds a key by reference: "name" in the caller's namespace,
 // "namespace/name", or a keyID.
-func (k *Keyring) Resolve(callerNamespace, ref string) (*Key, error) {
-	if id, err := crypto.ParseKeyID(ref); err == nil {
+func (k *Cache) Resolve(callerNamespace, ref string) (*Key, error) {
+	if id, err := kmscrypto.ParseKeyID(ref); err == nil {
 		return k.ByID(id)
 	}
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok {
 		ns, name = callerNamespace, ref
 	}
-	k.mu.RLock()
-	key := k.byName[types.NamespacedName{Namespace: ns, Name: name}]
-	k.mu.RUnlock()
-	if key == nil {
-		return nil, ErrNotFound
+	if key, _ := readLocked(&k.mu, k.byName, types.NamespacedName{Namespace: ns, Name: name}); key != nil {
+		return key, nil
 	}
-	return key, nil
+	return nil, ErrNotFound
 }
 
 // ByID finds a key by binary keyID.
-func (k *Keyring) ByID(id crypto.KeyID) (*Key, error) {
-	k.mu.RLock()
-	key := k.byID[id]
-	k.mu.RUnlock()
-	if key == nil {
-		return nil, ErrNotFound
+func (k *Cache) ByID(id kmscrypto.KeyID) (*Key, error) {
+	if key, _ := readLocked(&k.mu, k.byID, id); key != nil {
+		return key, nil
 	}
-	return key, nil
+	return nil, ErrNotFound
 }
 
 // VersionKey returns the unsealed key of one version, loading it once.
 // The returned slice is shared and must not be changed.
-func (k *Keyring) VersionKey(ctx context.Context, key *Key, version uint32) ([]byte, error) {
+func (k *Cache) VersionKey(ctx context.Context, key *Key, version uint32) ([]byte, error) {
 	ref := versionRef{key.KeyID, version}
-	k.matMu.RLock()
-	m, ok := k.materials[ref]
-	k.matMu.RUnlock()
-	if ok {
+	if m, ok := readLocked(&k.matMu, k.materials, ref); ok {
 		return m, nil
 	}
 	if uint64(version) > uint64(key.CurrentVersion)+MaxVersionsAhead {
@@ -347,9 +337,17 @@ func (k *Keyring) VersionKey(ctx context.Context, key *Key, version uint32) ([]b
 	}
 }
 
+// readLocked reads one entry of a map guarded by mu, under its read lock.
+func readLocked[K comparable, V any](mu *sync.RWMutex, m map[K]V, k K) (V, bool) {
+	mu.RLock()
+	v, ok := m[k]
+	mu.RUnlock()
+	return v, ok
+}
+
 // rememberMissLocked records a version not found, dropping expired ones
 // (and, if still full, any one) to stay within maxMisses.
-func (k *Keyring) rememberMissLocked(ref versionRef, m miss) {
+func (k *Cache) rememberMissLocked(ref versionRef, m miss) {
 	if k.missing == nil {
 		k.missing = map[versionRef]miss{}
 	}
@@ -370,15 +368,15 @@ func (k *Keyring) rememberMissLocked(ref versionRef, m miss) {
 	k.missing[ref] = m
 }
 
-func (k *Keyring) now() time.Time {
+func (k *Cache) now() time.Time {
 	if k.Clock == nil {
 		return time.Now()
 	}
 	return k.Clock.Now()
 }
 
-// EventHandler keeps the keyring in step with an informer of Keys.
-func (k *Keyring) EventHandler() toolscache.ResourceEventHandler {
+// EventHandler keeps the key cache in step with an informer of Keys.
+func (k *Cache) EventHandler() toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if key, ok := obj.(*kmsv1alpha1.Key); ok {
