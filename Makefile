@@ -123,7 +123,7 @@ test: build $(GRPCURL) $(HELM) ## Unit tests, envtest suites, packaging checks a
 
 .PHONY: fuzz
 fuzz: ## Fuzz the ciphertext parser, the policy evaluator and the pod injector, FUZZTIME each (default 30s).
-	$(GO) test ./internal/crypto/ -run '^$$' -fuzz FuzzDecrypt -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kmscrypto/ -run '^$$' -fuzz FuzzDecrypt -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/policy/ -run '^$$' -fuzz FuzzEvaluate -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/inject/ -run '^$$' -fuzz FuzzInject -fuzztime $(FUZZTIME)
 
@@ -133,7 +133,7 @@ bench: ## Benchmark the data plane against a bare gRPC echo ceiling (prints ops/
 
 .PHONY: test-fips
 test-fips: ## Build with Go's validated FIPS 140-3 module and run the crypto and sealing tests in strict mode.
-	GOFIPS140=v1.0.0 GODEBUG=fips140=only $(GO) test -count=1 ./internal/crypto/... ./internal/seal/...
+	GOFIPS140=v1.0.0 GODEBUG=fips140=only $(GO) test -count=1 ./internal/kmscrypto/... ./internal/seal/...
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)

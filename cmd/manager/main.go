@@ -3,13 +3,9 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -17,38 +13,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/controllers"
-	"github.com/kubekms/kubekms/internal/access"
-	"github.com/kubekms/kubekms/internal/adminwebhook"
 	"github.com/kubekms/kubekms/internal/audit"
-	"github.com/kubekms/kubekms/internal/authz"
-	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/inject"
-	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/operator"
 	"github.com/kubekms/kubekms/internal/quota"
-	"github.com/kubekms/kubekms/internal/seal"
 )
-
-// leases, only in the operator's namespace: leader election.
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=kubekms-system,resources=leases,verbs=get;create;update
-// core events, only in the operator's namespace: leader election records
-// "became leader" on its Lease.
-// +kubebuilder:rbac:groups="",namespace=kubekms-system,resources=events,verbs=create;patch
 
 type options struct {
 	namespace         string
@@ -72,6 +45,7 @@ type options struct {
 	webhookCertDir    string
 	agentImage        string
 	agentResources    [4]string
+	rootOfTrust       string
 	zap               zap.Options
 }
 
@@ -106,6 +80,7 @@ func main() {
 	flag.StringVar(&opts.agentResources[1], "agent-memory-request", "16Mi", "Default memory request of the injected agent; empty for none.")
 	flag.StringVar(&opts.agentResources[2], "agent-cpu-limit", "", "Default CPU limit of the injected agent; empty for none.")
 	flag.StringVar(&opts.agentResources[3], "agent-memory-limit", "32Mi", "Default memory limit of the injected agent; empty for none.")
+	flag.StringVar(&opts.rootOfTrust, "root-of-trust", operator.RootOfTrustLocal, "Provider of the root key that seals key material: local (a Secret in the operator's namespace; the only one this release has).")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 
@@ -152,161 +127,68 @@ func portOf(addr string) string {
 
 func run(ctx context.Context, opts options) error {
 	log := ctrl.Log.WithName("setup")
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := kmsv1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-
-	webhookIssuer := &certs.Issuer{Clock: clock.RealClock{}, DNSNames: []string{
-		"kubekms-webhook-service." + opts.namespace + ".svc", "kubekms-webhook-service." + opts.namespace + ".svc.cluster.local"}}
-	webhookOpts := webhook.Options{Host: opts.webhookHost, Port: opts.webhookPort, CertDir: opts.webhookCertDir}
-	if opts.webhookCertDir == "" {
-		webhookOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = webhookIssuer.GetCertificate }}
-	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		WebhookServer:                 webhook.NewServer(webhookOpts),
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: opts.metricsAddr},
-		HealthProbeBindAddress:        opts.probeAddr,
-		LeaderElection:                opts.leaderElect,
-		LeaderElectionID:              opts.leaderElectionID,
-		LeaderElectionNamespace:       opts.namespace,
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(opts.namespace),
-	})
-	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
-
-	sealer, err := seal.LoadOrCreateLocal(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.namespace, rand.Reader)
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("root of trust: %w (does namespace %q exist?)", err, opts.namespace)
-		}
-		return fmt.Errorf("root of trust: %w", err)
-	}
-	log.Info("Loaded root of trust", "provider", sealer.Provider(), "rootKeyVersion", sealer.CurrentVersion())
-
 	if opts.devDeletionWindow != 0 {
 		log.Info("WARNING: --dev-deletion-window replaces every Key's deletion window; for tests and local development only",
 			"window", opts.devDeletionWindow.String())
 	}
-
-	ca, err := certs.LoadOrCreateCA(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.namespace, time.Now())
-	if err != nil {
-		return fmt.Errorf("certificate authority: %w", err)
-	}
-	tlsConfig, err := servingTLS(opts, ca)
-	if err != nil {
-		return err
-	}
-	webhookIssuer.CA = ca
-
 	auditSink, auditFile, err := audit.Open(opts.auditLog)
 	if err != nil {
 		return err
 	}
 	defer auditFile.Close()
-
-	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.namespace, Sealer: sealer}
-	index := access.NewIndex()
-	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
-	if err != nil {
-		return err
-	}
-	self, err := adminwebhook.WhoAmI(ctx, cs)
-	if err != nil {
-		return err
-	}
-	adminwebhook.Setup(mgr, &adminwebhook.Validator{
-		Access:     index,
-		Authorizer: authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authz.Options{}),
-		Tombstones: store.ByKeyID,
-		Self:       self,
-		Synced:     index.Synced,
-	})
 	agentResources, err := resourceRequirements(opts.agentResources)
 	if err != nil {
 		return err
 	}
-	inject.Setup(mgr, inject.Options{
-		Image:          opts.agentImage,
-		Address:        fmt.Sprintf("%s.%s.svc:%s", opts.dataplaneService, opts.namespace, portOf(opts.dataplaneAddr)),
-		Resources:      agentResources,
-		SkipNamespaces: []string{opts.namespace, metav1.NamespaceSystem},
-	})
-	if err := mgr.Add(&adminwebhook.CABundleInjector{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), CAPEM: ca.CertPEM}); err != nil {
-		return err
-	}
-	if _, err := dataplane.Setup(ctx, mgr, dataplane.Config{
-		Access:          index,
-		Addr:            opts.dataplaneAddr,
-		TLS:             tlsConfig,
-		Store:           store,
-		Registry:        ctrlmetrics.Registry,
-		Quota:           quota.NewLimiter(quota.DefaultConfig(), nil),
-		QuotaFile:       opts.quotaConfig,
-		Namespace:       opts.namespace,
-		Service:         opts.dataplaneService,
-		Audit:           auditSink,
-		AuditFailClosed: opts.auditFailClosed,
-		UsageInterval:   opts.usageInterval,
-	}); err != nil {
-		return fmt.Errorf("set up data plane: %w", err)
-	}
-	if err := controllers.Setup(mgr, controllers.Config{
-		Store:                  store,
-		Clock:                  clock.RealClock{},
-		Random:                 rand.Reader,
-		DeletionWindowOverride: opts.devDeletionWindow,
-		KeyController:          controller.Options{MaxConcurrentReconciles: opts.maxConcurrentKeys},
-		CAPEM:                  ca.CertPEM,
-	}); err != nil {
-		return fmt.Errorf("set up controllers: %w", err)
-	}
-
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
-	// Ready once the webhook serves and every key, policy and grant has
-	// been read: before that the webhooks and the data plane refuse.
-	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("access", func(*http.Request) error {
-		if !index.Synced() {
-			return errors.New("keys, key policies and grants not read yet")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	log.Info("Starting manager", "namespace", opts.namespace, "leaderElection", opts.leaderElect)
-	return mgr.Start(ctx)
-}
-
-// servingTLS is the data plane's TLS configuration: a certificate issued by
-// the operator's CA for the configured names; nil when TLS is turned off.
-func servingTLS(opts options, ca *certs.CA) (*tls.Config, error) {
-	if opts.dataplaneInsecure {
-		ctrl.Log.Info("WARNING: --dataplane-insecure serves the data plane without TLS; for local development only")
-		return nil, nil
-	}
-	issuer := &certs.Issuer{CA: ca, Clock: clock.RealClock{}, DNSNames: splitList(opts.dataplaneDNSNames)}
-	if len(issuer.DNSNames) == 0 {
-		issuer.DNSNames = []string{"kubekms." + opts.namespace + ".svc", "kubekms." + opts.namespace + ".svc.cluster.local"}
-	}
+	var ips []net.IP
 	for _, s := range splitList(opts.dataplaneIPs) {
 		ip := net.ParseIP(s)
 		if ip == nil {
-			return nil, fmt.Errorf("--dataplane-ip-addresses: %q is not an IP address", s)
+			return fmt.Errorf("--dataplane-ip-addresses: %q is not an IP address", s)
 		}
-		issuer.IPs = append(issuer.IPs, ip)
+		ips = append(ips, ip)
 	}
-	return issuer.TLSConfig()
+
+	op, err := operator.New(ctx, ctrl.GetConfigOrDie(), operator.Options{
+		Namespace:        opts.namespace,
+		MetricsAddr:      opts.metricsAddr,
+		ProbeAddr:        opts.probeAddr,
+		LeaderElection:   opts.leaderElect,
+		LeaderElectionID: opts.leaderElectionID,
+		RootOfTrust:      opts.rootOfTrust,
+		Webhooks: &operator.WebhookOptions{
+			Host:    opts.webhookHost,
+			Port:    opts.webhookPort,
+			CertDir: opts.webhookCertDir,
+			Injector: &inject.Options{
+				Image:     opts.agentImage,
+				Address:   fmt.Sprintf("%s.%s.svc:%s", opts.dataplaneService, opts.namespace, portOf(opts.dataplaneAddr)),
+				Resources: agentResources,
+			},
+		},
+		Controllers: &operator.ControllerOptions{
+			MaxConcurrentKeys:      opts.maxConcurrentKeys,
+			DeletionWindowOverride: opts.devDeletionWindow,
+		},
+		DataPlane: &dataplane.Config{
+			Addr:            opts.dataplaneAddr,
+			Quota:           quota.NewLimiter(quota.DefaultConfig(), nil),
+			QuotaFile:       opts.quotaConfig,
+			Service:         opts.dataplaneService,
+			Audit:           auditSink,
+			AuditFailClosed: opts.auditFailClosed,
+			UsageInterval:   opts.usageInterval,
+		},
+		Serving: operator.Serving{Insecure: opts.dataplaneInsecure, DNSNames: splitList(opts.dataplaneDNSNames), IPs: ips},
+	})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w (does namespace %q exist?)", err, opts.namespace)
+		}
+		return err
+	}
+	log.Info("Starting manager", "namespace", opts.namespace, "leaderElection", opts.leaderElect)
+	return op.Start(ctx)
 }
 
 func splitList(s string) []string {

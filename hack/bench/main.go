@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
@@ -14,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -27,27 +27,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
-	"github.com/kubekms/kubekms/controllers"
 	"github.com/kubekms/kubekms/internal/audit"
-	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
-	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/operator"
 	"github.com/kubekms/kubekms/internal/quota"
-	"github.com/kubekms/kubekms/internal/seal"
+	"github.com/kubekms/kubekms/internal/testenv"
 )
 
-const ns = "kubekms-system"
+const ns = testenv.OperatorNamespace
 
 var (
 	duration = flag.Duration("duration", 4*time.Second, "Measuring time of each run.")
@@ -55,11 +48,25 @@ var (
 	conns    = flag.Int("conns", 4, "gRPC connections the callers share.")
 
 	overheadRounds = flag.Int("overhead-rounds", 5, "Interleaved rounds of the quota and audit overhead measurement.")
+	cpuProfile     = flag.String("cpuprofile", "", "Write a CPU profile of the whole run (data planes and load generator) to this file.")
 )
 
 func main() {
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: cpu profile:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -80,43 +87,25 @@ func run() error {
 	defer cancel()
 	ctrl.SetLogger(logrDiscard())
 
-	env := &envtest.Environment{CRDDirectoryPaths: []string{"config/crd/bases"}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
+	env, err := testenv.Start(testenv.Options{CRDs: true})
 	if err != nil {
 		return err
 	}
 	defer env.Stop()
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = kmsv1alpha1.AddToScheme(scheme)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	cs := kubernetes.NewForConfigOrDie(cfg)
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		return err
-	}
+	cfg, c, cs := env.Config, env.Client, env.Clientset
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Cache: controllers.CacheOptions(ns)})
+	// The manager as cmd/manager builds it, with the controllers and
+	// without a data plane of its own: three are added below.
+	op, err := operator.New(ctx, cfg, operator.Options{
+		Namespace:   ns,
+		Controllers: &operator.ControllerOptions{},
+		Serving:     operator.Serving{IPs: []net.IP{net.ParseIP("127.0.0.1")}},
+	})
 	if err != nil {
 		return err
 	}
-	sealer, err := seal.LoadOrCreateLocal(ctx, mgr.GetClient(), mgr.GetAPIReader(), ns, rand.Reader)
+	serverTLS, err := op.ServingTLS()
 	if err != nil {
-		return err
-	}
-	ca, err := certs.LoadOrCreateCA(ctx, mgr.GetClient(), mgr.GetAPIReader(), ns, time.Now())
-	if err != nil {
-		return err
-	}
-	issuer := &certs.Issuer{CA: ca, Clock: clock.RealClock{}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
-	serverTLS, err := issuer.TLSConfig()
-	if err != nil {
-		return err
-	}
-	store := &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, Sealer: sealer}
-	if err := controllers.Setup(mgr, controllers.Config{Store: store, Clock: clock.RealClock{}, Random: rand.Reader}); err != nil {
 		return err
 	}
 	// Three data planes on one manager: as in production (quotas, with a
@@ -132,7 +121,7 @@ func run() error {
 		name         string
 		quota, audit bool
 	}{{"production", true, true}, {"no-quota", false, true}, {"bare", false, false}} {
-		cfg := dataplane.Config{Addr: "127.0.0.1:0", TLS: serverTLS, Store: store, Registry: prometheus.NewRegistry(), UsageInterval: time.Minute}
+		cfg := dataplane.Config{Addr: "127.0.0.1:0", TLS: serverTLS, Registry: prometheus.NewRegistry(), UsageInterval: time.Minute}
 		if v.quota {
 			cfg.Quota = quota.NewLimiter(quota.Config{Defaults: quota.Limits{Symmetric: new(1e9)}}, nil)
 		}
@@ -148,11 +137,11 @@ func run() error {
 		}
 		listening[v.name] = make(chan net.Addr, 1)
 		cfg.Listening = listening[v.name]
-		if _, err := dataplane.Setup(ctx, mgr, cfg); err != nil {
+		if _, err := op.AddDataPlane(ctx, cfg); err != nil {
 			return err
 		}
 	}
-	go func() { _ = mgr.Start(ctx) }()
+	go func() { _ = op.Start(ctx) }()
 	addrs := map[string]string{}
 	for name, ch := range listening {
 		addrs[name] = (<-ch).String()
@@ -173,7 +162,7 @@ func run() error {
 		return err
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
+	roots.AddCert(op.CA.Cert)
 	kms, err := dialAll(kmsAddr, roots)
 	if err != nil {
 		return err

@@ -138,31 +138,17 @@ const (
 
 // New returns an Authenticator that asks the API server through reviews.
 func New(reviews authenticationv1client.TokenReviewInterface, o Options) *Authenticator {
-	if o.Audience == "" {
-		o.Audience = DefaultAudience
-	}
-	if o.TTL == 0 {
-		o.TTL = 30 * time.Second
-	}
-	if o.DenyTTL == 0 {
-		o.DenyTTL = 5 * time.Second
-	}
-	if o.MaxEntries == 0 {
-		o.MaxEntries = 10000
-	}
-	if o.MaxDeniedEntries == 0 {
-		o.MaxDeniedEntries = 10000
-	}
+	o.Audience = cmp.Or(o.Audience, DefaultAudience)
+	o.TTL = cmp.Or(o.TTL, 30*time.Second)
+	o.DenyTTL = cmp.Or(o.DenyTTL, 5*time.Second)
+	o.MaxEntries = cmp.Or(o.MaxEntries, 10000)
+	o.MaxDeniedEntries = cmp.Or(o.MaxDeniedEntries, 10000)
 	o.ReviewRate = cmp.Or(o.ReviewRate, DefaultReviewRate)
 	o.ReviewBurst = cmp.Or(o.ReviewBurst, int(2*o.ReviewRate), 1)
 	o.PeerReviewRate = cmp.Or(o.PeerReviewRate, DefaultPeerReviewRate)
 	o.PeerReviewBurst = cmp.Or(o.PeerReviewBurst, int(2*o.PeerReviewRate), 1)
-	if o.MaxPeers == 0 {
-		o.MaxPeers = 10000
-	}
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
+	o.MaxPeers = cmp.Or(o.MaxPeers, 10000)
+	o.Clock = cmp.Or[clock.Clock](o.Clock, clock.RealClock{})
 	return &Authenticator{
 		reviews:   reviews,
 		audience:  o.Audience,

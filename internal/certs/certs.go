@@ -28,7 +28,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubekms/kubekms/internal/seal"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 )
 
 const (
@@ -102,7 +102,7 @@ func newCASecret(key types.NamespacedName, now time.Time) (*corev1.Secret, error
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: key.Name, Namespace: key.Namespace,
-			Labels: map[string]string{seal.ManagedByLabel: seal.ManagedByValue, seal.ComponentLabel: "ca"},
+			Labels: map[string]string{kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue, kmsv1alpha1.ComponentLabel: "ca"},
 		},
 		Type: CASecretType,
 		Data: map[string][]byte{

@@ -26,7 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
-	"github.com/kubekms/kubekms/internal/crypto"
+	"github.com/kubekms/kubekms/internal/kmscrypto"
 )
 
 // TokenSource returns the bearer token for a call.
@@ -210,31 +210,34 @@ func (r Retry) backoff(attempt int, err error) time.Duration {
 // ciphertext must belong to. Input found bad here is InvalidArgument, as the
 // service would say.
 func (c *Client) DecryptAny(ctx context.Context, data []byte, encryptionContext map[string]string, keyID string) ([]byte, error) {
-	if !crypto.IsEnvelope(data) {
-		blob, err := crypto.DecodeCiphertext(data)
-		if err != nil {
-			return nil, status.Error(codes.InvalidArgument, "the input is not a valid kubekms ciphertext")
-		}
+	decrypt := func(blob []byte) ([]byte, error) {
 		dec, err := c.Decrypt(ctx, &kmsv1.DecryptRequest{CiphertextBlob: blob, EncryptionContext: encryptionContext, KeyId: keyID})
 		if err != nil {
 			return nil, err
 		}
 		return dec.Plaintext, nil
 	}
-	env, err := crypto.DecodeEnvelope(data)
+	if !kmscrypto.IsEnvelope(data) {
+		blob, err := kmscrypto.DecodeCiphertext(data)
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, "the input is not a valid kubekms ciphertext")
+		}
+		return decrypt(blob)
+	}
+	env, err := kmscrypto.DecodeEnvelope(data)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, "the input is not a valid kubekms envelope")
 	}
-	wrapped, err := crypto.ParseEnvelope(env)
+	wrapped, err := kmscrypto.ParseEnvelope(env)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, "the input is not a valid kubekms envelope")
 	}
-	dk, err := c.Decrypt(ctx, &kmsv1.DecryptRequest{CiphertextBlob: wrapped, EncryptionContext: encryptionContext, KeyId: keyID})
+	dataKey, err := decrypt(wrapped)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(dk.Plaintext)
-	pt, err := crypto.OpenEnvelope(dk.Plaintext, env)
+	defer clear(dataKey)
+	pt, err := kmscrypto.OpenEnvelope(dataKey, env)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, "the envelope does not decrypt with its data key: it was altered")
 	}

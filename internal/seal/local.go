@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 )
 
 // The local root of trust: root keys kept in one Secret of the operator's
@@ -30,13 +32,6 @@ const (
 	CurrentRootKeyAnnotation = "kms.kubekms.io/current-root-key-version"
 	// rootKeyDataPrefix prefixes each root key's data entry: root-key-v1, ...
 	rootKeyDataPrefix = "root-key-v"
-
-	// ManagedByLabel and ManagedByValue mark every Secret kubekms writes; the
-	// manager's cache selects Secrets by them.
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "kubekms"
-	// ComponentLabel tells root keys from key material.
-	ComponentLabel = "app.kubernetes.io/component"
 
 	// SealedSecretType is the fixed type of every Secret that holds something
 	// sealed under the root of trust: key versions (tombstones too) and
@@ -114,7 +109,7 @@ func createRootKey(ctx context.Context, c client.Client, reader client.Reader, k
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        key.Name,
 			Namespace:   key.Namespace,
-			Labels:      map[string]string{ManagedByLabel: ManagedByValue, ComponentLabel: "root-key"},
+			Labels:      map[string]string{kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue, kmsv1alpha1.ComponentLabel: "root-key"},
 			Annotations: map[string]string{CurrentRootKeyAnnotation: "1"},
 		},
 		Type: RootKeySecretType,

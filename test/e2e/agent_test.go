@@ -158,12 +158,8 @@ func agentSpecs() {
 	encryptAs := func(ns, sa, key, plaintext, context string) string {
 		GinkgoHelper()
 		secretsSeen = append(secretsSeen, plaintext)
-		script := fmt.Sprintf(`set -euo pipefail
-source %q
-export PATH=%q:"$PATH"
-echo -n %q | kubectl kms encrypt --key %s -n %s --service-account %s -e %q
-`, filepath.Join(devDir, "env"), pluginDir, plaintext, key, ns, sa, context)
-		out, err := exec.Command("bash", "-c", script).Output()
+		out, err := userShell("", fmt.Sprintf("echo -n %q | kubectl kms encrypt --key %s -n %s --service-account %s -e %q\n",
+			plaintext, key, ns, sa, context)).Output()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		return strings.TrimSpace(string(out))
 	}

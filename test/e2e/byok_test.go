@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -13,8 +11,7 @@ import (
 // Bring your own key with the CLI, material made by openssl.
 func byokSpecs() {
 	It("imports your own material with kubectl kms import-key-material, and refuses material of the wrong size", func() {
-		dir := GinkgoT().TempDir()
-		Expect(os.WriteFile(filepath.Join(dir, "keys.yaml"), []byte(`apiVersion: kms.kubekms.io/v1alpha1
+		applyYAML(`apiVersion: kms.kubekms.io/v1alpha1
 kind: Key
 metadata: {name: byok}
 spec: {origin: External}
@@ -59,13 +56,9 @@ kind: RoleBinding
 metadata: {name: byok-admin}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: byok-admin}
 subjects: [{kind: ServiceAccount, name: byok-admin, namespace: default}]
-`), 0o600)).To(Succeed())
-		script := fmt.Sprintf(`set -euo pipefail
-source %q
-export PATH=%q:"$PATH"
-cd %q
-kubectl apply -f keys.yaml
-kubectl wait --for=jsonpath='{.status.state}'=PendingImport key/byok key/byok-signer --timeout=60s
+`)
+		dir := GinkgoT().TempDir()
+		script := `kubectl wait --for=jsonpath='{.status.state}'=PendingImport key/byok key/byok-signer --timeout=60s
 openssl rand 32 > material.bin
 kubectl kms get-parameters-for-import byok --service-account byok-admin | grep -q "BEGIN PUBLIC KEY"
 kubectl kms import-key-material byok -f material.bin --service-account byok-admin
@@ -79,8 +72,8 @@ kubectl kms import-key-material byok-signer -f signer.der --service-account byok
 kubectl get key byok-signer -o jsonpath='{.status.publicKey}' > ours.pub
 cmp theirs.pub ours.pub
 if openssl rand 16 | kubectl kms import-key-material byok --service-account byok-admin 2> short.err; then exit 1; fi
-`, filepath.Join(devDir, "env"), pluginDir, dir)
-		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+`
+		out, err := userShell(dir, script).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		Expect(string(out)).To(ContainSubstring("key.kms.kubekms.io/byok imported as version 1"))
 		Expect(string(out)).To(ContainSubstring("key.kms.kubekms.io/byok imported as version 2"))

@@ -19,7 +19,7 @@ import (
 	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
 
-	"github.com/kubekms/kubekms/internal/testsupport"
+	"github.com/kubekms/kubekms/internal/testenv"
 )
 
 // secretsSeen are tokens and plaintexts the specs used: none may reach a log.
@@ -58,7 +58,7 @@ var _ = BeforeSuite(func() {
 	Expect(os.Symlink(cli, filepath.Join(pluginDir, "kubectl-kms"))).To(Succeed())
 
 	devDir = GinkgoT().TempDir()
-	addrs := testsupport.FreeAddrs(2)
+	addrs := testenv.FreeAddrs(2)
 	dataplane = addrs[0]
 	quotaFile := filepath.Join(devDir, "quota.yaml")
 	Expect(os.WriteFile(quotaFile, []byte("namespaces:\n  kms-throttled: {symmetric: 2}\n"), 0o600)).To(Succeed())
@@ -96,6 +96,17 @@ func kubectl(args ...string) (string, error) {
 	cmd := exec.Command(filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// userShell is bash running script as a user does after `source
+// bin/dev/env`: kubectl talks to the local control plane and finds the
+// kubectl-kms plugin on PATH; the script runs in dir (the current one when
+// empty) and stops at the first failing command (set -euo pipefail).
+func userShell(dir, script string) *exec.Cmd {
+	cmd := exec.Command("bash", "-c", fmt.Sprintf("set -euo pipefail\nsource %q\nexport PATH=%q:\"$PATH\"\n%s",
+		filepath.Join(devDir, "env"), pluginDir, script))
+	cmd.Dir = dir
+	return cmd
 }
 
 // throttledManifest is a namespace whose quota (the suite's quota file) is
@@ -257,19 +268,15 @@ spec:
 		Expect(os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o600)).To(Succeed())
 		secret := "e2e database password"
 		secretsSeen = append(secretsSeen, secret)
-		script := fmt.Sprintf(`set -euo pipefail
-source %q
-export PATH=%q:"$PATH"
-cd %q
-echo -n %q | kubectl kms encrypt --key sample --service-account sample-app > small.kms
+		script := fmt.Sprintf(`echo -n %q | kubectl kms encrypt --key sample --service-account sample-app > small.kms
 grep -q '^kms:v1:' small.kms
 kubectl kms decrypt -f small.kms --service-account sample-app > small.out
 kubectl kms encrypt --key default/sample --service-account sample-app -f big.bin -e app=e2e > big.kms
 grep -q '^kms:env1:' big.kms
 kubectl kms decrypt -f big.kms --service-account sample-app -e app=e2e > big.out
 if kubectl kms decrypt -f big.kms --service-account sample-app -e app=other 2> wrong.err; then exit 1; fi
-`, filepath.Join(devDir, "env"), pluginDir, dir, secret)
-		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+`, secret)
+		out, err := userShell(dir, script).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		Expect(os.ReadFile(filepath.Join(dir, "small.out"))).To(Equal([]byte(secret)))
 		Expect(os.ReadFile(filepath.Join(dir, "big.out"))).To(Equal(big))
@@ -279,11 +286,7 @@ if kubectl kms decrypt -f big.kms --service-account sample-app -e app=other 2> w
 
 	It("rotates with kubectl kms rotate, and old ciphertexts still decrypt", func() {
 		dir := GinkgoT().TempDir()
-		script := fmt.Sprintf(`set -euo pipefail
-source %q
-export PATH=%q:"$PATH"
-cd %q
-echo -n before | kubectl kms encrypt --key sample --service-account sample-app > old.kms
+		script := `echo -n before | kubectl kms encrypt --key sample --service-account sample-app > old.kms
 kubectl kms rotate sample
 for i in $(seq 50); do
   v=$(kubectl get key sample -o jsonpath='{.status.currentVersion}')
@@ -291,8 +294,8 @@ for i in $(seq 50); do
 done
 echo -n after | kubectl kms encrypt --key sample --service-account sample-app -o json > new.json
 kubectl kms decrypt -f old.kms --service-account sample-app
-`, filepath.Join(devDir, "env"), pluginDir, dir)
-		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+`
+		out, err := userShell(dir, script).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		Expect(string(out)).To(HaveSuffix("before"))
 		var fresh struct{ KeyVersion int }
@@ -310,9 +313,8 @@ kubectl kms decrypt -f old.kms --service-account sample-app
 
 		// 12 calls at once against a quota of 2/s: most are throttled at
 		// first, and every one finishes by backing off.
-		script := fmt.Sprintf(`set -uo pipefail
-source %q
-export PATH=%q:"$PATH"
+		// set +e: a job that fails is counted, not the end of the script.
+		script := `set +e
 token=$(kubectl create token app -n kms-throttled --audience kubekms)
 pids=()
 for i in $(seq 12); do
@@ -321,8 +323,8 @@ done
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=$((failed+1)); done
 echo "failed=$failed"
-`, filepath.Join(devDir, "env"), pluginDir)
-		out2, err := exec.Command("bash", "-c", script).CombinedOutput()
+`
+		out2, err := userShell("", script).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), string(out2))
 		Expect(string(out2)).To(ContainSubstring("failed=0"))
 
@@ -338,8 +340,7 @@ echo "failed=$failed"
 	})
 
 	It("answers kubectl kms can-i, naming the grant that allows, or saying nothing does", func() {
-		manifest := filepath.Join(GinkgoT().TempDir(), "shop.yaml")
-		Expect(os.WriteFile(manifest, []byte(`apiVersion: v1
+		applyYAML(`apiVersion: v1
 kind: Namespace
 metadata: {name: shop}
 ---
@@ -373,37 +374,26 @@ kind: RoleBinding
 metadata: {name: keyadmin, namespace: shop}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: payments-admin}
 subjects: [{kind: ServiceAccount, name: keyadmin, namespace: shop}]
-`), 0o600)).To(Succeed())
-		out, err := kubectl("apply", "-f", manifest)
-		Expect(err).NotTo(HaveOccurred(), out)
-		Eventually(func() string {
-			out, _ := kubectl("get", "key", "payments", "-n", "shop", "-o", "jsonpath={.status.state}")
-			return out
-		}, "20s").Should(Equal("Enabled"))
+`)
+		waitKeyEnabled("shop", "payments")
 
 		canI := func() (string, error) {
-			cmd := exec.Command("bash", "-c", fmt.Sprintf(`source %q && export PATH=%q:"$PATH" &&
-kubectl kms can-i decrypt --key shop/payments --as system:serviceaccount:web:frontend -n shop --service-account keyadmin`,
-				filepath.Join(devDir, "env"), pluginDir))
-			out, err := cmd.CombinedOutput()
+			out, err := userShell("", `kubectl kms can-i decrypt --key shop/payments --as system:serviceaccount:web:frontend -n shop --service-account keyadmin`).CombinedOutput()
 			return string(out), err
 		}
-		out, err = canI()
+		out, err := canI()
 		Expect(err).To(HaveOccurred(), "exit 1 for no, as kubectl auth can-i")
 		Expect(out).To(HavePrefix("no\n"))
 		Expect(out).To(ContainSubstring("no KeyPolicy, no grant and no RBAC rule allows Decrypt"))
 
-		grantFile := filepath.Join(GinkgoT().TempDir(), "grant.yaml")
-		Expect(os.WriteFile(grantFile, []byte(`apiVersion: kms.kubekms.io/v1alpha1
+		applyYAML(`apiVersion: kms.kubekms.io/v1alpha1
 kind: KeyGrant
 metadata: {name: frontend-decrypt, namespace: shop}
 spec:
   keyRef: {name: payments}
   grantee: {serviceAccount: web/frontend}
   operations: [Decrypt]
-`), 0o600)).To(Succeed())
-		out, err = kubectl("apply", "-f", grantFile)
-		Expect(err).NotTo(HaveOccurred(), out)
+`)
 		Eventually(func() string {
 			out, _ := canI()
 			return out
@@ -416,8 +406,7 @@ spec:
 	})
 
 	It("signs with kubectl kms; openssl verifies with the key from get-public-key", func() {
-		manifest := filepath.Join(GinkgoT().TempDir(), "signer.yaml")
-		Expect(os.WriteFile(manifest, []byte(`apiVersion: kms.kubekms.io/v1alpha1
+		applyYAML(`apiVersion: kms.kubekms.io/v1alpha1
 kind: Key
 metadata: {name: release-signer, namespace: default}
 spec: {keySpec: ECC_NIST_P256}
@@ -436,20 +425,11 @@ kind: RoleBinding
 metadata: {name: release-signer, namespace: default}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: release-signer}
 subjects: [{kind: ServiceAccount, name: sample-app, namespace: default}]
-`), 0o600)).To(Succeed())
-		out, err := kubectl("apply", "-f", manifest)
-		Expect(err).NotTo(HaveOccurred(), out)
-		Eventually(func() string {
-			out, _ := kubectl("get", "key", "release-signer", "-o", "jsonpath={.status.state}")
-			return out
-		}, "20s").Should(Equal("Enabled"))
+`)
+		waitKeyEnabled("default", "release-signer")
 
 		dir := GinkgoT().TempDir()
-		script := fmt.Sprintf(`set -euo pipefail
-source %q
-export PATH=%q:"$PATH"
-cd %q
-kubectl kms get-public-key release-signer --service-account sample-app > pub.pem
+		script := `kubectl kms get-public-key release-signer --service-account sample-app > pub.pem
 echo -n 'release v1.2.3' > msg
 kubectl kms sign --key release-signer --algorithm ECDSA_SHA_256 -f msg --service-account sample-app > sig.b64
 base64 -d sig.b64 > sig
@@ -458,12 +438,12 @@ kubectl kms verify --key release-signer --algorithm ECDSA_SHA_256 --signature "$
 echo -n 'tampered' > other
 if kubectl kms verify --key release-signer --algorithm ECDSA_SHA_256 --signature "$(cat sig.b64)" -f other --service-account sample-app 2> bad.err; then exit 1; fi
 cat bad.err
-`, filepath.Join(devDir, "env"), pluginDir, dir)
-		out2, err := exec.Command("bash", "-c", script).CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out2))
-		Expect(string(out2)).To(ContainSubstring("Verified OK"))
-		Expect(string(out2)).To(ContainSubstring("valid (key version 1)"))
-		Expect(string(out2)).To(ContainSubstring("the signature does not verify"))
+`
+		out, err := userShell(dir, script).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(ContainSubstring("Verified OK"))
+		Expect(string(out)).To(ContainSubstring("valid (key version 1)"))
+		Expect(string(out)).To(ContainSubstring("the signature does not verify"))
 		status, err := kubectl("get", "key", "release-signer", "-o", "jsonpath={.status.publicKey}")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(os.ReadFile(filepath.Join(dir, "pub.pem"))).To(BeEquivalentTo(status), "the CLI downloads what status publishes")

@@ -1,9 +1,11 @@
-// Package testsupport holds what several test suites share: a real
-// kube-controller-manager next to an envtest API server, for the suites
+// Package testenv holds what the test suites (and the bench) share: a real
+// kube-apiserver and etcd (envtest) with the operator's namespace and an
+// admin client; a real kube-controller-manager next to it, for the suites
 // that need its controllers (Deployments and Jobs making Pods, namespace
-// deletion, garbage collection, ClusterRole aggregation), and free
-// loopback addresses. Only tests import it.
-package testsupport
+// deletion, garbage collection, ClusterRole aggregation); free loopback
+// addresses. Only tests and the bench import it. It imports no kubekms
+// package but the API types, so any package's own tests may use it.
+package testenv
 
 import (
 	"os"

@@ -1,0 +1,404 @@
+// Package operator assembles one kubekms manager process: the scheme and
+// caches, the root of trust (sealer), the key store, the operator's CA, the
+// access index and the one SubjectAccessReview authorizer, then whichever of
+// the admission webhooks, the controllers and the data plane the caller
+// asks for.
+//
+// It is the only place that wires these parts together. cmd/manager,
+// hack/bench and every test suite that runs a manager call New with
+// Options; they differ only in the options they pass. The parts themselves
+// (controllers, dataplane, adminwebhook, inject) know nothing of each
+// other: what they share (the store, the access index, the authorizer, the
+// key cache) is built here once and handed to each.
+package operator
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/controllers"
+	"github.com/kubekms/kubekms/internal/access"
+	"github.com/kubekms/kubekms/internal/adminwebhook"
+	"github.com/kubekms/kubekms/internal/authz"
+	"github.com/kubekms/kubekms/internal/certs"
+	"github.com/kubekms/kubekms/internal/dataplane"
+	"github.com/kubekms/kubekms/internal/inject"
+	"github.com/kubekms/kubekms/internal/keycache"
+	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/seal"
+)
+
+// leases, only in the operator's namespace: leader election.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=kubekms-system,resources=leases,verbs=get;create;update
+// core events, only in the operator's namespace: leader election records
+// "became leader" on its Lease.
+// +kubebuilder:rbac:groups="",namespace=kubekms-system,resources=events,verbs=create;patch
+
+// RootOfTrustLocal is the root of trust kept in a Secret of the operator's
+// namespace (DESIGN §4). It is the only provider this release has.
+const RootOfTrustLocal = "local"
+
+// Options choose what one manager process runs. The zero value of every
+// optional part turns that part off.
+type Options struct {
+	// Namespace of the operator: its root key, key material, CA and
+	// leader election Lease live here.
+	Namespace string
+	// MetricsAddr and ProbeAddr are the metrics and health endpoints; "0"
+	// (or empty) turns them off.
+	MetricsAddr, ProbeAddr string
+	// LeaderElection elects one replica to run the controllers; the Lease
+	// is LeaderElectionID.
+	LeaderElection   bool
+	LeaderElectionID string
+	// SeveralPerProcess lets more than one manager run in one process
+	// (test suites and the bench): controller names are not checked for
+	// uniqueness.
+	SeveralPerProcess bool
+
+	// RootOfTrust names the sealer provider; empty means RootOfTrustLocal.
+	RootOfTrust string
+	// Clock decides time in the controllers, the admin webhook and the
+	// certificates; nil is the real clock.
+	Clock clock.Clock
+	// Random is the source of key material; nil is crypto/rand.
+	Random io.Reader
+	// Authz tunes the one SubjectAccessReview cache the admin webhook and
+	// the data plane share.
+	Authz authz.Options
+
+	// Webhooks, when set, serves the admission webhooks.
+	Webhooks *WebhookOptions
+	// Controllers, when set, runs the controllers (on the elected leader).
+	Controllers *ControllerOptions
+	// DataPlane, when set, serves the gRPC data plane. Store, Access,
+	// Keys, Authorizer and Namespace are filled in by New; TLS comes from
+	// Serving.
+	DataPlane *dataplane.Config
+	// Serving names the data plane's serving certificate.
+	Serving Serving
+}
+
+// WebhookOptions configure the admission webhooks' server and which
+// webhooks it serves.
+type WebhookOptions struct {
+	// Host and Port to listen on.
+	Host string
+	Port int
+	// CertDir holds tls.crt and tls.key. Empty: a certificate issued by the
+	// operator's CA for kubekms-webhook-service.<namespace>.svc, whose CA
+	// bundle the manager then writes into the pod injector's configuration.
+	CertDir string
+	// Injector, when set, also serves the pod injector.
+	Injector *inject.Options
+}
+
+// ControllerOptions tune the controllers.
+type ControllerOptions struct {
+	// MaxConcurrentKeys is how many Keys are reconciled in parallel.
+	MaxConcurrentKeys int
+	// DeletionWindowOverride: see controllers.KeyReconciler. Tests and
+	// local development only.
+	DeletionWindowOverride time.Duration
+	// ImportPollInterval: see controllers.KeyReconciler.
+	ImportPollInterval time.Duration
+}
+
+// Serving names the data plane's serving certificate.
+type Serving struct {
+	// Insecure serves the data plane without TLS (local development only).
+	Insecure bool
+	// DNSNames and IPs of the certificate; without either the names are
+	// kubekms.<namespace>.svc and kubekms.<namespace>.svc.cluster.local.
+	DNSNames []string
+	IPs      []net.IP
+}
+
+// Operator is an assembled manager and the parts its components share.
+type Operator struct {
+	Manager ctrl.Manager
+	Sealer  seal.Sealer
+	Store   *keystore.Store
+	CA      *certs.CA
+	// Access is the policy and grant index, Keys the key cache: both fed by
+	// the manager's informers, shared by the admin webhook and every data
+	// plane.
+	Access *access.Index
+	Keys   *keycache.Cache
+	// Authorizer is the one SubjectAccessReview client and cache.
+	Authorizer *authz.Authorizer
+	// DataPlane is the gRPC server of Options.DataPlane (nil without one).
+	DataPlane *grpc.Server
+
+	opts      Options
+	clientset kubernetes.Interface
+}
+
+// NewScheme is the scheme every kubekms client uses: the built-in types and
+// the kms.kubekms.io types.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	// Both only add registered Go types: they cannot fail.
+	_ = clientgoscheme.AddToScheme(s)
+	_ = kmsv1alpha1.AddToScheme(s)
+	return s
+}
+
+// New builds a manager from cfg and opts with every part added; Start runs
+// it. The root of trust and the CA are loaded (or created once) here, so an
+// error that stops the process (a missing root key with sealed material
+// left, say) is returned before anything serves.
+func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error) {
+	if opts.RootOfTrust == "" {
+		opts.RootOfTrust = RootOfTrustLocal
+	}
+	if opts.RootOfTrust != RootOfTrustLocal {
+		return nil, fmt.Errorf("root of trust %q: this release has only %q", opts.RootOfTrust, RootOfTrustLocal)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Random == nil {
+		opts.Random = rand.Reader
+	}
+	webhookIssuer := &certs.Issuer{Clock: opts.Clock, DNSNames: []string{
+		"kubekms-webhook-service." + opts.Namespace + ".svc", "kubekms-webhook-service." + opts.Namespace + ".svc.cluster.local"}}
+	mopts := ctrl.Options{
+		Scheme:                        NewScheme(),
+		Metrics:                       metricsserver.Options{BindAddress: orOff(opts.MetricsAddr)},
+		HealthProbeBindAddress:        orOff(opts.ProbeAddr),
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              opts.LeaderElectionID,
+		LeaderElectionNamespace:       opts.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         CacheOptions(opts.Namespace),
+	}
+	if opts.SeveralPerProcess {
+		mopts.Controller = config.Controller{SkipNameValidation: new(true)}
+	}
+	if w := opts.Webhooks; w != nil {
+		wo := webhook.Options{Host: w.Host, Port: w.Port, CertDir: w.CertDir}
+		if w.CertDir == "" {
+			wo.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = webhookIssuer.GetCertificate }}
+		}
+		mopts.WebhookServer = webhook.NewServer(wo)
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	op := &Operator{Manager: mgr, opts: opts, clientset: cs, Access: access.NewIndex()}
+	authzOpts := opts.Authz
+	if authzOpts.Clock == nil {
+		authzOpts.Clock = opts.Clock
+	}
+	op.Authorizer = authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authzOpts)
+
+	local, err := seal.LoadOrCreateLocal(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, opts.Random)
+	if err != nil {
+		return nil, fmt.Errorf("root of trust: %w", err)
+	}
+	op.Sealer = local
+	ctrl.Log.WithName("setup").Info("Loaded root of trust", "provider", local.Provider(), "rootKeyVersion", local.CurrentVersion())
+	op.Store = &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Sealer: op.Sealer}
+	if op.CA, err = certs.LoadOrCreateCA(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, opts.Clock.Now()); err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	webhookIssuer.CA = op.CA
+	op.Keys = keycache.New(op.Store.Load)
+	if err := op.feedCaches(ctx); err != nil {
+		return nil, err
+	}
+
+	if opts.Webhooks != nil {
+		if err := op.addWebhooks(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Controllers != nil {
+		if err := op.addControllers(); err != nil {
+			return nil, fmt.Errorf("set up controllers: %w", err)
+		}
+	}
+	if opts.DataPlane != nil {
+		if op.DataPlane, err = op.AddDataPlane(ctx, *opts.DataPlane); err != nil {
+			return nil, fmt.Errorf("set up data plane: %w", err)
+		}
+	}
+	return op, op.addHealthChecks()
+}
+
+// Start runs the manager until ctx ends.
+func (op *Operator) Start(ctx context.Context) error { return op.Manager.Start(ctx) }
+
+// feedCaches keeps the key cache and the access index in step with the Keys,
+// KeyPolicies and KeyGrants informers, and counts the index as synced once
+// both have received every object the informers started with: until then
+// the admin webhook and the data plane refuse rather than decide blind.
+func (op *Operator) feedCaches(ctx context.Context) error {
+	var regs []toolscache.ResourceEventHandlerRegistration
+	for _, h := range []struct {
+		obj     client.Object
+		handler toolscache.ResourceEventHandler
+	}{
+		{&kmsv1alpha1.Key{}, op.Keys.EventHandler()},
+		{&kmsv1alpha1.KeyPolicy{}, op.Access.PolicyHandler()},
+		{&kmsv1alpha1.KeyGrant{}, op.Access.GrantHandler()},
+	} {
+		inf, err := op.Manager.GetCache().GetInformer(ctx, h.obj)
+		if err != nil {
+			return fmt.Errorf("informer for %T: %w", h.obj, err)
+		}
+		reg, err := inf.AddEventHandler(h.handler)
+		if err != nil {
+			return err
+		}
+		regs = append(regs, reg)
+	}
+	op.Access.SetSynced(func() bool {
+		for _, r := range regs {
+			if !r.HasSynced() {
+				return false
+			}
+		}
+		return true
+	})
+	return nil
+}
+
+// addWebhooks registers the admin webhooks and, when asked, the pod
+// injector. When the manager issues its own serving certificate, it also
+// writes the operator's CA bundle into both webhook configurations.
+func (op *Operator) addWebhooks(ctx context.Context) error {
+	self, err := adminwebhook.WhoAmI(ctx, op.clientset)
+	if err != nil {
+		return err
+	}
+	adminwebhook.Setup(op.Manager, &adminwebhook.Validator{
+		Access:     op.Access,
+		Authorizer: op.Authorizer,
+		Tombstones: op.Store.ByKeyID,
+		Self:       self,
+		Synced:     op.Access.Synced,
+		Clock:      op.opts.Clock,
+	})
+	w := op.opts.Webhooks
+	if w.Injector != nil {
+		inj := *w.Injector
+		if inj.SkipNamespaces == nil {
+			inj.SkipNamespaces = []string{op.opts.Namespace, metav1.NamespaceSystem}
+		}
+		inject.Setup(op.Manager, inj)
+	}
+	if w.CertDir != "" {
+		return nil
+	}
+	return op.Manager.Add(&adminwebhook.WebhookCABundleInjector{Client: op.Manager.GetClient(), Reader: op.Manager.GetAPIReader(), CAPEM: op.CA.CertPEM})
+}
+
+func (op *Operator) addControllers() error {
+	c := op.opts.Controllers
+	return controllers.Setup(op.Manager, controllers.Config{
+		Store:                  op.Store,
+		Clock:                  op.opts.Clock,
+		Random:                 op.opts.Random,
+		DeletionWindowOverride: c.DeletionWindowOverride,
+		ImportPollInterval:     c.ImportPollInterval,
+		KeyController:          controller.Options{MaxConcurrentReconciles: max(c.MaxConcurrentKeys, 1)},
+		CAPEM:                  op.CA.CertPEM,
+	})
+}
+
+// AddDataPlane adds a data plane serving cfg to the manager, sharing the
+// operator's store, key cache, access index and authorizer. New calls it for
+// Options.DataPlane; the bench calls it again for variants side by side.
+func (op *Operator) AddDataPlane(ctx context.Context, cfg dataplane.Config) (*grpc.Server, error) {
+	cfg.Store, cfg.Keys, cfg.Access, cfg.Authorizer = op.Store, op.Keys, op.Access, op.Authorizer
+	cfg.Namespace = op.opts.Namespace
+	if cfg.Clock == nil {
+		cfg.Clock = op.opts.Clock
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = ctrlmetrics.Registry
+	}
+	if cfg.TLS == nil {
+		tlsConfig, err := op.ServingTLS()
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tlsConfig
+	}
+	return dataplane.Setup(ctx, op.Manager, cfg)
+}
+
+// ServingTLS is the data plane's TLS configuration: a certificate issued by
+// the operator's CA for the configured names; nil when TLS is turned off.
+func (op *Operator) ServingTLS() (*tls.Config, error) {
+	s := op.opts.Serving
+	if s.Insecure {
+		ctrl.Log.Info("WARNING: the data plane serves without TLS; for local development only")
+		return nil, nil
+	}
+	issuer := &certs.Issuer{CA: op.CA, Clock: op.opts.Clock, DNSNames: s.DNSNames, IPs: s.IPs}
+	if len(issuer.DNSNames) == 0 {
+		issuer.DNSNames = []string{"kubekms." + op.opts.Namespace + ".svc", "kubekms." + op.opts.Namespace + ".svc.cluster.local"}
+	}
+	return issuer.TLSConfig()
+}
+
+// addHealthChecks: alive once running; ready once the webhooks serve and
+// every key, policy and grant has been read, since before that the
+// webhooks and the data plane refuse.
+func (op *Operator) addHealthChecks() error {
+	if err := op.Manager.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if op.opts.Webhooks != nil {
+		if err := op.Manager.AddReadyzCheck("webhook", op.Manager.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
+	}
+	return op.Manager.AddReadyzCheck("access", func(*http.Request) error {
+		if !op.Access.Synced() {
+			return errors.New("keys, key policies and grants not read yet")
+		}
+		return nil
+	})
+}
+
+// orOff turns an empty address into "0", controller-runtime's "off".
+func orOff(addr string) string {
+	if addr == "" {
+		return "0"
+	}
+	return addr
+}
