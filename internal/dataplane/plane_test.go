@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,6 +29,7 @@ import (
 	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/keycache"
 	"github.com/kubekms/kubekms/internal/kmscrypto"
 	"github.com/kubekms/kubekms/internal/quota"
@@ -65,6 +67,12 @@ type plane struct {
 type planeOptions struct {
 	// quota, if set, throttles callers; its buckets refill by the fake clock.
 	quota *quota.Config
+	// reviewing, if set, runs during each TokenReview (to make one slow by
+	// moving the clock, say).
+	reviewing func(p *plane, token string)
+	// rbac, if set, answers SubjectAccessReviews by verb; without it the
+	// plane has no authorizer (keys must have a policy).
+	rbac func(verb string) bool
 }
 
 func newPlane(tb testing.TB, po planeOptions) *plane {
@@ -76,15 +84,23 @@ func newPlane(tb testing.TB, po planeOptions) *plane {
 		sink:   &memSink{},
 	}
 	o := Options{
-		Authenticator: fakeAuthenticator(),
-		Audit:         p.sink,
-		Metrics:       must(NewMetrics(prometheus.NewRegistry())),
-		Clock:         p.clock,
+		Authenticator: fakeAuthenticator(func(token string) {
+			if po.reviewing != nil {
+				po.reviewing(p, token)
+			}
+		}),
+		Audit:   p.sink,
+		Metrics: must(NewMetrics(prometheus.NewRegistry())),
+		Clock:   p.clock,
 	}
 	if po.quota != nil {
 		o.Quota = quota.NewLimiter(*po.quota, p.clock.Now)
 	}
-	srv := NewGRPCServer(&Server{Keys: p.keys, Access: p.access, Random: rand.Reader}, o)
+	server := &Server{Keys: p.keys, Access: p.access, Random: rand.Reader}
+	if po.rbac != nil {
+		server.Authorizer = fakeAuthorizer(po.rbac)
+	}
+	srv := NewGRPCServer(server, o)
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.Serve(lis) }()
 	tb.Cleanup(srv.Stop)
@@ -113,11 +129,12 @@ func testMaterial(_ context.Context, keyID string, version int32, _ string) ([]b
 }
 
 // fakeAuthenticator is the real authenticator, whose TokenReviews a fake
-// client answers from accounts.
-func fakeAuthenticator() *authn.Authenticator {
+// client answers from accounts, calling reviewing with each token first.
+func fakeAuthenticator(reviewing func(token string)) *authn.Authenticator {
 	cs := fake.NewClientset()
 	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview).DeepCopy()
+		reviewing(tr.Spec.Token)
 		if sa, ok := accounts[tr.Spec.Token]; ok {
 			tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, Audiences: []string{authn.DefaultAudience},
 				User: authenticationv1.UserInfo{Username: "system:serviceaccount:" + sa[0] + ":" + sa[1], UID: "uid-" + sa[1],
@@ -126,6 +143,18 @@ func fakeAuthenticator() *authn.Authenticator {
 		return true, tr, nil
 	})
 	return authn.New(cs.AuthenticationV1().TokenReviews(), authn.Options{TTL: time.Hour})
+}
+
+// fakeAuthorizer is the real authorizer, whose SubjectAccessReviews a fake
+// client answers by verb.
+func fakeAuthorizer(allowed func(verb string) bool) *authz.Authorizer {
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "subjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		sar := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview).DeepCopy()
+		sar.Status.Allowed = allowed(sar.Spec.ResourceAttributes.Verb)
+		return true, sar, nil
+	})
+	return authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authz.Options{})
 }
 
 // as is a context that calls with token.

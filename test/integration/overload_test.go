@@ -201,11 +201,7 @@ var _ = Describe("Overload paths (issue 12, finding 9)", func() {
 
 	It("counts an RSA key's Encrypt and Decrypt in the rsa quota class", func(ctx SpecContext) {
 		ns, actx := appNamespace(ctx)
-		key := &kmsv1alpha1.Key{}
-		key.Namespace, key.Name = ns, "rsa"
-		key.Spec.KeySpec, key.Spec.KeyUsage = kmsv1alpha1.KeySpecRSA2048, kmsv1alpha1.KeyUsageEncryptDecrypt
-		Expect(k8sClient.Create(ctx, key)).To(Succeed())
-		waitVersion(ctx, key, 1)
+		newRSAEncryptionKey(ctx, ns)
 		newReadyKey(ctx, ns, "sym")
 		grant(ctx, ns, "app", "rsa", "encrypt", "decrypt")
 		grant(ctx, ns, "app", "sym", "encrypt", "decrypt")
@@ -244,11 +240,7 @@ var _ = Describe("Overload paths (issue 12, finding 9)", func() {
 
 	It("tries at most 4 versions of an RSA key to decrypt, newest first", func(ctx SpecContext) {
 		ns, actx := appNamespace(ctx)
-		key := &kmsv1alpha1.Key{}
-		key.Namespace, key.Name = ns, "rsa"
-		key.Spec.KeySpec, key.Spec.KeyUsage = kmsv1alpha1.KeySpecRSA2048, kmsv1alpha1.KeyUsageEncryptDecrypt
-		Expect(k8sClient.Create(ctx, key)).To(Succeed())
-		key = waitVersion(ctx, key, 1)
+		key := newRSAEncryptionKey(ctx, ns)
 		grant(ctx, ns, "app", "rsa", "encrypt", "decrypt")
 		encryptAt := func(version uint32) []byte {
 			GinkgoHelper()
@@ -297,3 +289,13 @@ var _ = Describe("ExplainAccess (issue 12, finding 10)", func() {
 		}).Should(Succeed())
 	})
 })
+
+// newRSAEncryptionKey is a ready RSA_2048 ENCRYPT_DECRYPT key "rsa" in ns.
+func newRSAEncryptionKey(ctx context.Context, ns string) *kmsv1alpha1.Key {
+	GinkgoHelper()
+	key := &kmsv1alpha1.Key{}
+	key.Namespace, key.Name = ns, "rsa"
+	key.Spec.KeySpec, key.Spec.KeyUsage = kmsv1alpha1.KeySpecRSA2048, kmsv1alpha1.KeyUsageEncryptDecrypt
+	Expect(k8sClient.Create(ctx, key)).To(Succeed())
+	return waitVersion(ctx, key, 1)
+}
