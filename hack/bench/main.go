@@ -1,7 +1,14 @@
-// Command bench is `make bench`: the real data plane (TLS, TokenReview and
-// SubjectAccessReview against a local kube-apiserver, cached as in
-// production) under a concurrent load generator in the same process, next to
-// a bare gRPC echo server with the same messages and TLS as the ceiling.
+// Command bench measures the data plane in two modes.
+//
+// -mode=external (`make bench`, the reference; external.go): the manager as
+// `make run` starts it, a bare gRPC+TLS echo and local-kms, each in its own
+// process, under a load generator in this one.
+//
+// -mode=inprocess (`make bench-inprocess`, for quick A/B work): the real
+// data plane (TLS, TokenReview and SubjectAccessReview against a local
+// kube-apiserver, cached as in production) under a concurrent load
+// generator in the same process, next to a bare gRPC echo server with the
+// same messages and TLS as the ceiling.
 package main
 
 import (
@@ -43,6 +50,7 @@ import (
 const ns = testenv.OperatorNamespace
 
 var (
+	mode     = flag.String("mode", "inprocess", "inprocess: the data plane in this process (quick A/B); external: every server in its own process (the reference, make bench); echo: serve the bare echo (used by external).")
 	duration = flag.Duration("duration", 4*time.Second, "Measuring time of each run.")
 	workers  = flag.Int("workers", 32, "Concurrent callers in the peak runs.")
 	conns    = flag.Int("conns", 4, "gRPC connections the callers share.")
@@ -65,7 +73,18 @@ func main() {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(); err != nil {
+	var err error
+	switch *mode {
+	case "inprocess":
+		err = run()
+	case "external":
+		err = external()
+	case "echo":
+		err = serveEcho()
+	default:
+		err = fmt.Errorf("-mode %q: want inprocess, external or echo", *mode)
+	}
+	if err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -258,9 +277,14 @@ type result struct {
 	p50, p99  time.Duration
 }
 
-// measure runs call from n workers for d after a short warm-up. With rate
-// > 0 the workers are paced to that many calls per second in total.
+// measure runs call from n workers spread over clients (see load).
 func measure(clients []kmsv1.KeyManagementServiceClient, n int, d time.Duration, rate float64, call func(kmsv1.KeyManagementServiceClient) error) (result, error) {
+	return load(n, d, rate, func(w int) error { return call(clients[w%len(clients)]) })
+}
+
+// load runs call(worker) from n workers for d after a short warm-up. With
+// rate > 0 the workers are paced to that many calls per second in total.
+func load(n int, d time.Duration, rate float64, call func(worker int) error) (result, error) {
 	warm := time.Now().Add(500 * time.Millisecond)
 	end := warm.Add(d)
 	var mu sync.Mutex
@@ -269,7 +293,6 @@ func measure(clients []kmsv1.KeyManagementServiceClient, n int, d time.Duration,
 	var wg sync.WaitGroup
 	for w := range n {
 		wg.Go(func() {
-			k := clients[w%len(clients)]
 			var lat []time.Duration
 			var interval time.Duration
 			next := time.Now()
@@ -286,7 +309,7 @@ func measure(clients []kmsv1.KeyManagementServiceClient, n int, d time.Duration,
 				if start.After(end) {
 					break
 				}
-				if err := call(k); err != nil {
+				if err := call(w); err != nil {
 					mu.Lock()
 					firstErr = err
 					mu.Unlock()
