@@ -396,3 +396,4 @@ func freeAddrs(n int) ([]string, error) {
 	}
 	return out, nil
 }
+

@@ -101,6 +101,20 @@ type Authenticator struct {
 	peerBurst int
 	peersMu   sync.Mutex
 	peers     *lru.Cache // peer IP -> *rate.Limiter
+
+	// flights are the TokenReviews in progress, by token hash: a call whose
+	// token is being reviewed waits for that review instead of starting
+	// (and paying the limiter for) its own.
+	flightsMu sync.Mutex
+	flights   map[[sha256.Size]byte]*flight
+}
+
+// flight is one TokenReview in progress and, once done is closed, its
+// answer.
+type flight struct {
+	done chan struct{}
+	p    *Principal
+	err  error
 }
 
 // Options tune an Authenticator.
@@ -187,6 +201,42 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string, from net
 	if v, ok := a.denied.Get(key); ok {
 		return nil, v.(error)
 	}
+	a.flightsMu.Lock()
+	if f, ok := a.flights[key]; ok {
+		a.flightsMu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var throttled *ThrottledError
+		if f.err == nil || errors.Is(f.err, ErrUnauthenticated) || errors.As(f.err, &throttled) {
+			return f.p, f.err
+		}
+		// The first caller's review failed for its own reasons (its
+		// context ended, the API server erred): review again rather than
+		// inherit that.
+		return a.Authenticate(ctx, token, from)
+	}
+	f := &flight{done: make(chan struct{})}
+	if a.flights == nil {
+		a.flights = map[[sha256.Size]byte]*flight{}
+	}
+	a.flights[key] = f
+	a.flightsMu.Unlock()
+	defer func() {
+		a.flightsMu.Lock()
+		delete(a.flights, key)
+		a.flightsMu.Unlock()
+		close(f.done)
+	}()
+	f.p, f.err = a.reviewAndCache(ctx, key, token, from)
+	return f.p, f.err
+}
+
+// reviewAndCache spends the caller's review budget, asks TokenReview, and
+// caches the answer.
+func (a *Authenticator) reviewAndCache(ctx context.Context, key [sha256.Size]byte, token string, from net.Addr) (*Principal, error) {
 	if err := a.allowReview(from); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,5 +294,48 @@ func TestFailuresDoNotEvictSuccesses(t *testing.T) {
 	}
 	if calls != before {
 		t.Fatalf("the good token was reviewed again after a flood of bad ones: it was evicted")
+	}
+}
+
+// A client with many calls in flight whose token is not (or no longer)
+// cached costs one TokenReview, not one per call: concurrent misses on the
+// same token wait for the first one's review. Before, every in-flight call
+// reviewed the token itself, so a busy client was throttled by its own
+// calls each time its cache entry expired (seen in the external bench: 64
+// in flight, ResourceExhausted every TTL).
+func TestConcurrentMissesShareOneReview(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	release := make(chan struct{})
+	var calls atomic.Int32
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		calls.Add(1)
+		<-release // the review is slow: every other call arrives meanwhile
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview).DeepCopy()
+		tr.Status = authenticationv1.TokenReviewStatus{Authenticated: true, User: saUser, Audiences: []string{DefaultAudience}}
+		return true, tr, nil
+	})
+	a := New(cs.AuthenticationV1().TokenReviews(), Options{Clock: clk, PeerReviewRate: 1, PeerReviewBurst: 1, ReviewRate: 1000})
+	const inFlight = 64
+	errs := make(chan error, inFlight)
+	for range inFlight {
+		go func() {
+			_, err := a.Authenticate(context.Background(), "busy-token", tcp("10.0.0.5", 1))
+			errs <- err
+		}()
+	}
+	// Let the calls pile up behind the first review, then answer it.
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	for range inFlight {
+		if err := <-errs; err != nil {
+			t.Fatalf("a call behind the first review failed: %v", err)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("TokenReviews = %d, want 1", n)
 	}
 }
