@@ -396,4 +396,3 @@ func freeAddrs(n int) ([]string, error) {
 	}
 	return out, nil
 }
-
