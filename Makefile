@@ -123,6 +123,7 @@ test: build $(GRPCURL) $(HELM) ## Unit tests, envtest suites, packaging checks a
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" GRPCURL="$(GRPCURL)" HELM="$(HELM)" $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
 	$(MAKE) --no-print-directory test-fips
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+	$(MAKE) --no-print-directory bench-smoke
 
 .PHONY: fuzz
 fuzz: ## Fuzz the ciphertext parser, the policy evaluator and the pod injector, FUZZTIME each (default 30s).
@@ -133,6 +134,10 @@ fuzz: ## Fuzz the ciphertext parser, the policy evaluator and the pod injector, 
 .PHONY: bench
 bench: build $(LOCALKMS) ## The reference benchmark: the manager as make run starts it, a bare gRPC+TLS echo and local-kms, each its own process, under a separate load generator (prints ops/s, p99 and the ratios).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -mode=external -devenv $(LOCALBIN)/devenv -manager $(LOCALBIN)/manager -localkms $(LOCALKMS) $(BENCH_FLAGS)
+
+.PHONY: bench-smoke
+bench-smoke: ## A bounded run of the external bench (every process starts, every target answers; no figures judged), part of make test.
+	$(MAKE) --no-print-directory bench BENCH_FLAGS="-duration=300ms -rounds=1 -paced-rate=500"
 
 .PHONY: bench-inprocess
 bench-inprocess: ## Quick A/B benchmark: the data plane and the load generator in one process, against a bare gRPC echo ceiling.

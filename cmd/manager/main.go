@@ -27,6 +27,7 @@ type options struct {
 	namespace         string
 	metricsAddr       string
 	probeAddr         string
+	pprofAddr         string
 	leaderElect       bool
 	devDeletionWindow time.Duration
 	leaderElectionID  string
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&opts.namespace, "operator-namespace", defaultNS, "Namespace of the operator: its root key, key material and leader election lease live here (default $POD_NAMESPACE, else kubekms-system).")
 	flag.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 turns it off.")
 	flag.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.StringVar(&opts.pprofAddr, "pprof-bind-address", "0", "Address of the net/http/pprof endpoints (profiling; keep it on loopback); 0 turns them off.")
 	flag.BoolVar(&opts.leaderElect, "leader-elect", true, "Elect one active controller among replicas.")
 	flag.StringVar(&opts.leaderElectionID, "leader-election-id", "kubekms-manager.kms.kubekms.io", "Name of the leader election Lease.")
 	flag.IntVar(&opts.maxConcurrentKeys, "max-concurrent-key-reconciles", 4, "Keys reconciled in parallel.")
@@ -153,6 +155,7 @@ func run(ctx context.Context, opts options) error {
 		Namespace:        opts.namespace,
 		MetricsAddr:      opts.metricsAddr,
 		ProbeAddr:        opts.probeAddr,
+		PprofAddr:        opts.pprofAddr,
 		LeaderElection:   opts.leaderElect,
 		LeaderElectionID: opts.leaderElectionID,
 		RootOfTrust:      opts.rootOfTrust,

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +59,7 @@ var (
 	pacedRate  = flag.Float64("paced-rate", 6000, "External mode: the rate (calls/s) at which p99 latency is measured.")
 	echoAddr   = flag.String("echo-addr", "127.0.0.1:0", "Echo mode: address to serve on.")
 	echoCert   = flag.String("echo-cert", "", "Echo mode: PEM certificate and key file.")
+	profileDir = flag.String("manager-profile", "", "External mode: write the manager's CPU (cpu.pprof) and allocation (allocs.pprof) profiles, taken during an extra Encrypt 4 KiB run, into this directory.")
 )
 
 // serveEcho is -mode=echo: the bare gRPC+TLS echo in its own process.
@@ -87,12 +89,15 @@ func external() error {
 	if *localKMS == "" {
 		return fmt.Errorf("-localkms is required (make bench builds it)")
 	}
+	// The load generator collects less often than a server would: its own
+	// GC pauses would show up as the servers' latency.
+	debug.SetGCPercent(400)
 	dir, err := os.MkdirTemp("", "kubekms-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	addrs, err := freeAddrs(2)
+	addrs, err := freeAddrs(3)
 	if err != nil {
 		return err
 	}
@@ -106,7 +111,7 @@ func external() error {
 	devDir := filepath.Join(dir, "dev")
 	stopDev, err := start(ctx, "Press Ctrl-C", *devenvBin, "--dir", devDir, "--manager", *managerBin,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", addrs[1], "--dataplane-address", addrs[0],
-		"--quota-config", quotaFile)
+		"--quota-config", quotaFile, "--pprof-bind-address", addrs[2])
 	if err != nil {
 		return fmt.Errorf("devenv: %w", err)
 	}
@@ -231,6 +236,11 @@ func external() error {
 			return fmt.Errorf("%s paced: %w", r.name, err)
 		}
 		fmt.Printf("%-24s %12.0f/s  p50 %-10s p99 %s\n", r.name, res.opsPerSec, res.p50, res.p99)
+	}
+	if *profileDir != "" {
+		if err := profileManager(addrs[2], *profileDir, grpcEncrypt(kms, bigPT)); err != nil {
+			return fmt.Errorf("manager profile: %w", err)
+		}
 	}
 	m := func(name string) float64 { return median(perRound[name]) }
 	fmt.Printf("\nratio encrypt_4KiB/echo_tls_4KiB = %.2f\n", m("encrypt_4KiB")/m("echo_tls_4KiB"))
@@ -395,4 +405,44 @@ func freeAddrs(n int) ([]string, error) {
 		out = append(out, l.Addr().String())
 	}
 	return out, nil
+}
+
+// profileManager takes the manager's CPU profile during an Encrypt run of
+// the bench's length, then its allocation profile, into dir.
+func profileManager(pprofAddr, dir string, call func(int) error) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	fetch := func(path, file string) error {
+		resp, err := http.Get("http://" + pprofAddr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)
+		}
+		f, err := os.Create(filepath.Join(dir, file))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(f, resp.Body)
+		return err
+	}
+	cpu := make(chan error, 1)
+	go func() {
+		cpu <- fetch(fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(duration.Seconds()))), "cpu.pprof")
+	}()
+	if _, err := load(*inflight, *duration, 0, call); err != nil {
+		return err
+	}
+	if err := <-cpu; err != nil {
+		return err
+	}
+	if err := fetch("/debug/pprof/allocs", "allocs.pprof"); err != nil {
+		return err
+	}
+	fmt.Printf("\nmanager profiles: %s/cpu.pprof, %s/allocs.pprof (go tool pprof -top bin/manager FILE)\n", dir, dir)
+	return nil
 }

@@ -30,6 +30,7 @@ type options struct {
 	dir, manager, crds, samples, namespace string
 	webhooks                               string
 	metricsAddr, probeAddr, dataplaneAddr  string
+	pprofAddr                              string
 	deletionWindow                         time.Duration
 	quotaConfig                            string
 	usageInterval                          time.Duration
@@ -45,6 +46,7 @@ func main() {
 	flag.StringVar(&o.namespace, "operator-namespace", "kubekms-system", "The operator's namespace.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "The manager's metrics address.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "The manager's health probe address.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "The manager's net/http/pprof address; 0 turns it off.")
 	flag.StringVar(&o.dataplaneAddr, "dataplane-address", "127.0.0.1:50051", "Where the manager serves the gRPC data plane (TLS, certificate valid for 127.0.0.1 and localhost).")
 	flag.StringVar(&o.quotaConfig, "quota-config", "", "Quota configuration file for the manager (built-in defaults when empty).")
 	flag.DurationVar(&o.usageInterval, "usage-interval", 10*time.Second, "How often the manager summarises key use as Events.")
@@ -127,6 +129,7 @@ func run(ctx context.Context, o options) (err error) {
 		"--operator-namespace", o.namespace,
 		"--metrics-bind-address", o.metricsAddr,
 		"--health-probe-bind-address", o.probeAddr,
+		"--pprof-bind-address", o.pprofAddr,
 		"--dev-deletion-window", o.deletionWindow.String(),
 		"--dataplane-bind-address", o.dataplaneAddr,
 		"--dataplane-dns-names", "localhost",

@@ -69,9 +69,9 @@ type Options struct {
 	// Namespace of the operator: its root key, key material, CA and
 	// leader election Lease live here.
 	Namespace string
-	// MetricsAddr and ProbeAddr are the metrics and health endpoints; "0"
-	// (or empty) turns them off.
-	MetricsAddr, ProbeAddr string
+	// MetricsAddr, ProbeAddr and PprofAddr are the metrics, health and
+	// profiling (net/http/pprof) endpoints; "0" (or empty) turns them off.
+	MetricsAddr, ProbeAddr, PprofAddr string
 	// LeaderElection elects one replica to run the controllers; the Lease
 	// is LeaderElectionID.
 	LeaderElection   bool
@@ -192,6 +192,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 		Scheme:                        NewScheme(),
 		Metrics:                       metricsserver.Options{BindAddress: orOff(opts.MetricsAddr)},
 		HealthProbeBindAddress:        orOff(opts.ProbeAddr),
+		PprofBindAddress:              orOff(opts.PprofAddr),
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              opts.LeaderElectionID,
 		LeaderElectionNamespace:       opts.Namespace,
