@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"net"
 	"net/netip"
 	"slices"
@@ -194,7 +195,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string, from net
 	if token == "" {
 		return nil, fmt.Errorf("%w: no bearer token", ErrUnauthenticated)
 	}
-	key := sha256.Sum256([]byte(token))
+	key := tokenHash(token)
 	if v, ok := a.cache.Get(key); ok {
 		return v.(*Principal), nil
 	}
@@ -375,4 +376,33 @@ func expiry(token string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(claims.Exp, 0), true
+}
+
+// hashers reuse SHA-256 states and their output buffers: hashing a token
+// (about a kilobyte) through sha256.Sum256([]byte(token)) would copy it to
+// the heap on every call.
+var hashers = sync.Pool{New: func() any {
+	return &hasher{h: sha256.New(), sum: make([]byte, 0, sha256.Size), chunk: make([]byte, 512)}
+}}
+
+// hasher is a SHA-256 state with room for its sum and a chunk of input
+// (the hash takes bytes, the token is a string).
+type hasher struct {
+	h          hash.Hash
+	sum, chunk []byte
+}
+
+// tokenHash is the SHA-256 of token, the caches' key: the caches never hold
+// a token itself.
+func tokenHash(token string) (key [sha256.Size]byte) {
+	x := hashers.Get().(*hasher)
+	x.h.Reset()
+	for len(token) > 0 {
+		n := copy(x.chunk, token)
+		x.h.Write(x.chunk[:n])
+		token = token[n:]
+	}
+	copy(key[:], x.h.Sum(x.sum[:0]))
+	hashers.Put(x)
+	return key
 }

@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -337,5 +338,23 @@ func TestConcurrentMissesShareOneReview(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("TokenReviews = %d, want 1", n)
+	}
+}
+
+// BenchmarkTokenHash: the cache key of a token of a real token's size
+// (about a kilobyte) costs no allocation.
+func BenchmarkTokenHash(b *testing.B) {
+	token := strings.Repeat("t", 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = tokenHash(token)
+	}
+}
+
+func TestTokenHashIsSHA256(t *testing.T) {
+	for _, token := range []string{"", "short", strings.Repeat("x", 5000)} {
+		if got, want := tokenHash(token), sha256.Sum256([]byte(token)); got != want {
+			t.Fatalf("tokenHash(%d bytes) = %x, want %x", len(token), got, want)
+		}
 	}
 }

@@ -162,9 +162,10 @@ func outcome(err error) (string, string) {
 	return audit.Error, reason
 }
 
+// bearer is the call's bearer token. It reads only the authorization
+// header (metadata.FromIncomingContext would copy every header).
 func bearer(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
+	for _, v := range metadata.ValueFromIncomingContext(ctx, "authorization") {
 		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
 			return strings.TrimSpace(v[7:])
 		}
