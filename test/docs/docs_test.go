@@ -285,3 +285,35 @@ func TestDocsNameEveryPackage(t *testing.T) {
 		}
 	}
 }
+
+// docs/install.md's manager flags table names every flag the manager has
+// (controller-runtime's zap logging flags as one row, --zap-*).
+func TestDocsListTheManagerFlags(t *testing.T) {
+	out, _ := exec.Command("go", "run", "../../cmd/manager", "--help").CombinedOutput()
+	var flags []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
+		if !strings.HasPrefix(m[1], "zap-") {
+			flags = append(flags, m[1])
+		}
+	}
+	if len(flags) < 10 {
+		t.Fatalf("manager --help listed %d flags:\n%s", len(flags), out)
+	}
+	table := section(t, "docs/install.md", "## Manager flags")
+	var documented []string
+	for _, r := range tableRows(t, table, "flag") {
+		for _, f := range ticked(r[0]) {
+			documented = append(documented, strings.TrimPrefix(f, "--"))
+		}
+	}
+	for _, f := range flags {
+		if !slices.Contains(documented, f) {
+			t.Errorf("docs/install.md's manager flags table does not name --%s", f)
+		}
+	}
+	for _, f := range documented {
+		if f != "zap-*" && !slices.Contains(flags, f) {
+			t.Errorf("docs/install.md names --%s, which the manager does not have", f)
+		}
+	}
+}
