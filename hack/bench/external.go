@@ -97,7 +97,7 @@ func external() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	addrs, err := freeAddrs(3)
+	addrs, err := freeAddrs(4)
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func external() error {
 	}
 	devDir := filepath.Join(dir, "dev")
 	stopDev, err := start(ctx, "Press Ctrl-C", *devenvBin, "--dir", devDir, "--manager", *managerBin,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", addrs[1], "--dataplane-address", addrs[0],
+		"--metrics-bind-address", addrs[3], "--health-probe-bind-address", addrs[1], "--dataplane-address", addrs[0],
 		"--quota-config", quotaFile, "--pprof-bind-address", addrs[2])
 	if err != nil {
 		return fmt.Errorf("devenv: %w", err)
@@ -236,6 +236,11 @@ func external() error {
 			return fmt.Errorf("%s paced: %w", r.name, err)
 		}
 		fmt.Printf("%-24s %12.0f/s  p50 %-10s p99 %s\n", r.name, res.opsPerSec, res.p50, res.p99)
+	}
+	if records, writes, err := auditBatches(addrs[3]); err != nil {
+		return fmt.Errorf("manager metrics: %w", err)
+	} else if writes > 0 {
+		fmt.Printf("\naudit: %.0f records in %.0f writes of the audit log, %.1f per write (group commit)\n", records, writes, records/writes)
 	}
 	if *profileDir != "" {
 		if err := profileManager(addrs[2], *profileDir, grpcEncrypt(kms, bigPT)); err != nil {
@@ -445,4 +450,32 @@ func profileManager(pprofAddr, dir string, call func(int) error) error {
 	}
 	fmt.Printf("\nmanager profiles: %s/cpu.pprof, %s/allocs.pprof (go tool pprof -top bin/manager FILE)\n", dir, dir)
 	return nil
+}
+
+// auditBatches reads the manager's kubekms_audit_batch_records histogram:
+// how many audit records it wrote, in how many writes.
+func auditBatches(metricsAddr string) (records, writes float64, err error) {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "kubekms_audit_batch_records_sum":
+			_, err = fmt.Sscan(value, &records)
+		case "kubekms_audit_batch_records_count":
+			_, err = fmt.Sscan(value, &writes)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	return records, writes, sc.Err()
 }

@@ -89,13 +89,21 @@ type WriterSink struct {
 	mu       sync.Mutex
 	open     *batch
 	flushing bool
+	// batches, if set, is told how many records each write carried.
+	batches func(records int)
 }
 
 type batch struct {
-	buf  *[]byte
-	done chan struct{}
-	err  error
+	buf     *[]byte
+	records int
+	done    chan struct{}
+	err     error
 }
+
+// ObserveBatches has observe called with the number of records of every
+// write (how well group commit batches under load). Call it before the
+// first Write.
+func (s *WriterSink) ObserveBatches(observe func(records int)) { s.batches = observe }
 
 // NewWriterSink returns a sink writing to w.
 func NewWriterSink(w io.Writer) *WriterSink { return &WriterSink{w: w} }
@@ -110,6 +118,7 @@ func (s *WriterSink) Write(r *Record) error {
 	}
 	mine := s.open
 	*mine.buf = appendRecord(*mine.buf, r)
+	mine.records++
 	if s.flushing {
 		s.mu.Unlock()
 		<-mine.done
@@ -122,6 +131,9 @@ func (s *WriterSink) Write(r *Record) error {
 		s.mu.Unlock()
 		if _, err := s.w.Write(*cur.buf); err != nil {
 			cur.err = fmt.Errorf("write audit record: %w", err)
+		}
+		if s.batches != nil {
+			s.batches(cur.records)
 		}
 		lineBuffers.Put(cur.buf)
 		close(cur.done)

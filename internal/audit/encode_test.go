@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -69,6 +70,8 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 func TestGroupCommitWritesEveryLineOnceAndReportsFailures(t *testing.T) {
 	var out syncBuf
 	s := NewWriterSink(&out)
+	var batched, writes atomic.Int64
+	s.ObserveBatches(func(n int) { batched.Add(int64(n)); writes.Add(1) })
 	var wg sync.WaitGroup
 	for i := range 400 {
 		wg.Go(func() {
@@ -93,6 +96,9 @@ func TestGroupCommitWritesEveryLineOnceAndReportsFailures(t *testing.T) {
 	}
 	if len(seen) != 400 {
 		t.Fatalf("%d records written, want 400", len(seen))
+	}
+	if batched.Load() != 400 || writes.Load() == 0 || writes.Load() > 400 {
+		t.Fatalf("batches observed: %d records in %d writes, want the 400 records", batched.Load(), writes.Load())
 	}
 
 	fw := &failingWriter{n: 0}

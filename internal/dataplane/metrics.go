@@ -14,6 +14,9 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	throttled *prometheus.CounterVec
+	// AuditBatch is how many audit records each write of the audit log
+	// carried (group commit).
+	AuditBatch prometheus.Histogram
 }
 
 // NewMetrics creates the data-plane metrics and registers them.
@@ -32,8 +35,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kubekms_quota_throttled_requests_total",
 			Help: "Requests refused for quota, by caller namespace and operation class.",
 		}, []string{"namespace", "class"}),
+		AuditBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kubekms_audit_batch_records",
+			Help:    "Audit records per write of the audit log: calls that arrive while a write is in flight go out together in the next one.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10), // 1 .. 512
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.throttled} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.throttled, m.AuditBatch} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

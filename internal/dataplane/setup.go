@@ -94,6 +94,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 	if err != nil {
 		return nil, fmt.Errorf("data plane metrics: %w", err)
 	}
+	if w, ok := cfg.Audit.(*audit.WriterSink); ok {
+		w.ObserveBatches(func(n int) { metrics.AuditBatch.Observe(float64(n)) })
+	}
 	if err := setupQuota(ctx, mgr, cfg); err != nil {
 		return nil, err
 	}
