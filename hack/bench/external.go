@@ -35,6 +35,7 @@ import (
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	"github.com/kubekms/kubekms/internal/operator"
+	"github.com/kubekms/kubekms/internal/testenv"
 )
 
 // The external mode (`make bench`, the reference): every server in its own
@@ -97,7 +98,7 @@ func external() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	addrs, err := freeAddrs(4)
+	addrs, err := testenv.LoopbackAddrs(4)
 	if err != nil {
 		return err
 	}
@@ -396,20 +397,6 @@ func startLine(ctx context.Context, prefix string, line chan<- string, name stri
 		stop()
 		return nil, fmt.Errorf("%s did not print %q within 3 minutes", name, prefix)
 	}
-}
-
-// freeAddrs returns n distinct free loopback addresses.
-func freeAddrs(n int) ([]string, error) {
-	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
 }
 
 // profileManager takes the manager's CPU profile during an Encrypt run of

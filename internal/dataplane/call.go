@@ -36,7 +36,8 @@ type call struct {
 	// arrives and again once the caller is authenticated (a TokenReview may
 	// take a while): every time decision of the call (a grant's expiresAt,
 	// imported material's validTo, import parameters' expiry) is made at
-	// at, and it is the audit record's eventTime.
+	// at, and it is the audit record's eventTime, so a record never shows a
+	// decision at a time other than the one it was judged at.
 	at time.Time
 	// from is the client's address; nil when unknown.
 	from net.Addr
@@ -76,7 +77,7 @@ type call struct {
 func newCall(ctx context.Context, op string, req any, now time.Time) *call {
 	c := &call{op: op, at: now, ref: requestedKey(req)}
 	c.record = audit.Record{
-		AuditVersion: audit.Version, EventTime: now.UTC(), RequestID: audit.NewRequestID(), EventName: op,
+		AuditVersion: audit.Version, RequestID: audit.NewRequestID(), EventName: op,
 		RequestedKey: truncate(c.ref, MaxKeyIDLength), EncryptionContextKeys: contextKeys(req),
 	}
 	if p, ok := peer.FromContext(ctx); ok {
@@ -103,6 +104,7 @@ func (c *call) recordedKey() *keycache.Key {
 // err.
 func (c *call) auditRecord(err error) *audit.Record {
 	r := &c.record
+	r.EventTime = c.at.UTC()
 	r.Outcome, r.ErrorCode = outcome(err)
 	if p := c.principal; p != nil {
 		r.Principal = audit.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, ServiceAccount: p.ServiceAccount, PodName: p.PodName, PodUID: p.PodUID}

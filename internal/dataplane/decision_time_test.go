@@ -39,6 +39,9 @@ func TestGrantExpiredDuringAuthenticationIsNotHonoured(t *testing.T) {
 		t.Fatalf("decided at %s, a minute after the grant expired (%s): got %v (decided by %q, eventTime %s), want PermissionDenied",
 			p.clock.Now(), expires, err, r.DecidedBy, r.EventTime)
 	}
+	if r := p.sink.last(t); !r.EventTime.After(expires) {
+		t.Fatalf("the record's eventTime %s is before expiresAt %s: it must be when the decision was taken", r.EventTime, expires)
+	}
 }
 
 // Under the default policy ExplainAccess asks RBAC the verb the action

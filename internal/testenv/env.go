@@ -100,15 +100,6 @@ func (e *Env) User(name string, groups ...string) (*rest.Config, error) {
 	return u.Config(), nil
 }
 
-// NewNamespace creates a namespace named generateName plus a random suffix.
-func (e *Env) NewNamespace(ctx context.Context, generateName string) (string, error) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: generateName}}
-	if err := e.Client.Create(ctx, ns); err != nil {
-		return "", err
-	}
-	return ns.Name, nil
-}
-
 // RepoRoot is the directory holding go.mod, found upwards from the working
 // directory.
 func RepoRoot() (string, error) {
