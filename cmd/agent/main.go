@@ -117,7 +117,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 
 	a := &agent.Agent{
 		Config:  cfg,
-		Dir:     agent.Dir{Path: o.dir, Mode: cfg.FileMode},
+		Dir:     agent.Dir{Path: o.dir, Mode: cfg.FileMode, Keep: 10 * time.Second},
 		KMS:     agent.KMSDecrypter{Client: kms},
 		Objects: agent.KubeObjects{Host: restCfg.Host, Client: httpClient, Namespace: o.namespace, Log: log},
 		Log:     log,

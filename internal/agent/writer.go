@@ -16,6 +16,11 @@ import (
 type Dir struct {
 	Path string
 	Mode os.FileMode
+	// Keep is how long a replaced generation is kept besides the previous
+	// one: a reader that resolved "..data" and was then descheduled in the
+	// middle of its open may still be walking into it. Zero keeps only the
+	// previous generation.
+	Keep time.Duration
 }
 
 const (
@@ -83,6 +88,9 @@ func (d Dir) Write(files map[string][]byte) error {
 			continue
 		}
 		if _, keep := files[n]; keep {
+			continue
+		}
+		if info, err := e.Info(); err == nil && e.IsDir() && d.Keep > 0 && time.Since(info.ModTime()) < d.Keep {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(d.Path, n)); err != nil {

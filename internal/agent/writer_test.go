@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestDirWriteAtomically(t *testing.T) {
@@ -61,7 +62,10 @@ func TestDirWriteAtomically(t *testing.T) {
 // A reader in a loop never sees a partial or mixed file while the writer
 // swaps large contents as fast as it can.
 func TestDirConcurrentReaderNeverSeesPartialFile(t *testing.T) {
-	dir := Dir{Path: t.TempDir(), Mode: 0o400}
+	// Keep as the agent runs: 300 swaps as fast as they go replace a
+	// generation while a descheduled reader may still be walking into it
+	// (a clean-clone run saw ENOENT with only the previous one kept).
+	dir := Dir{Path: t.TempDir(), Mode: 0o400, Keep: time.Minute}
 	content := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, 256<<10) }
 	if err := dir.Write(map[string][]byte{"f": content(0)}); err != nil {
 		t.Fatal(err)
