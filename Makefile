@@ -119,8 +119,8 @@ run: build ## Start a local control plane, the manager and the samples (Ctrl-C s
 ##@ Test
 
 .PHONY: test
-test: build $(GRPCURL) $(HELM) ## Unit tests, envtest suites, packaging checks and end-to-end tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" GRPCURL="$(GRPCURL)" HELM="$(HELM)" $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
+test: build $(GRPCURL) $(HELM) $(LOCALKMS) ## Unit tests, envtest suites, packaging checks and end-to-end tests against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" GRPCURL="$(GRPCURL)" HELM="$(HELM)" KUBEKMS_LOCALKMS="$(LOCALKMS)" $(GO) test -timeout $(TEST_TIMEOUT) -count=1 ./... $(GINKGO_FLAGS)
 	$(MAKE) --no-print-directory test-fips
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	$(MAKE) --no-print-directory bench-smoke
@@ -144,8 +144,8 @@ bench-inprocess: ## Quick A/B benchmark: the data plane and the load generator i
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -mode=inprocess $(BENCH_FLAGS)
 
 .PHONY: test-fips
-test-fips: ## Build with Go's validated FIPS 140-3 module and run the crypto and sealing tests in strict mode.
-	GOFIPS140=v1.0.0 GODEBUG=fips140=only $(GO) test -count=1 ./internal/kmscrypto/... ./internal/seal/...
+test-fips: $(LOCALKMS) ## Build with Go's validated FIPS 140-3 module and run the crypto and sealing tests in strict mode.
+	GOFIPS140=v1.0.0 GODEBUG=fips140=only KUBEKMS_LOCALKMS="$(LOCALKMS)" $(GO) test -count=1 ./internal/kmscrypto/... ./internal/seal/...
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)

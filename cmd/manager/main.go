@@ -47,6 +47,8 @@ type options struct {
 	agentImage        string
 	agentResources    [4]string
 	rootOfTrust       string
+	rootKeyPath       string
+	awsKMSKeyID       string
 	zap               zap.Options
 }
 
@@ -82,7 +84,9 @@ func main() {
 	flag.StringVar(&opts.agentResources[1], "agent-memory-request", "16Mi", "Default memory request of the injected agent; empty for none.")
 	flag.StringVar(&opts.agentResources[2], "agent-cpu-limit", "", "Default CPU limit of the injected agent; empty for none.")
 	flag.StringVar(&opts.agentResources[3], "agent-memory-limit", "32Mi", "Default memory limit of the injected agent; empty for none.")
-	flag.StringVar(&opts.rootOfTrust, "root-of-trust", operator.RootOfTrustLocal, "Provider of the root key that seals key material: local (a Secret in the operator's namespace; the only one this release has).")
+	flag.StringVar(&opts.rootOfTrust, "root-of-trust", operator.RootOfTrustLocal, "Provider of the root key that seals key material: local (a Secret in the operator's namespace), file (--root-key-path) or awskms (--aws-kms-key-id).")
+	flag.StringVar(&opts.rootKeyPath, "root-key-path", "", "file root of trust: a file of 32 raw bytes (root key version 1), or a directory of root-key-v<N> files (the highest N seals).")
+	flag.StringVar(&opts.awsKMSKeyID, "aws-kms-key-id", "", "awskms root of trust: the AWS KMS key (ID, ARN or alias/NAME); region, endpoint (AWS_ENDPOINT_URL_KMS) and credentials come from the AWS SDK's usual chain.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 
@@ -159,6 +163,8 @@ func run(ctx context.Context, opts options) error {
 		LeaderElection:   opts.leaderElect,
 		LeaderElectionID: opts.leaderElectionID,
 		RootOfTrust:      opts.rootOfTrust,
+		RootKeyPath:      opts.rootKeyPath,
+		AWSKMSKeyID:      opts.awsKMSKeyID,
 		Webhooks: &operator.WebhookOptions{
 			Host:    opts.webhookHost,
 			Port:    opts.webhookPort,

@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -59,9 +60,17 @@ import (
 // "became leader" on its Lease.
 // +kubebuilder:rbac:groups="",namespace=kubekms-system,resources=events,verbs=create;patch
 
-// RootOfTrustLocal is the root of trust kept in a Secret of the operator's
-// namespace (DESIGN §4). It is the only provider this release has.
-const RootOfTrustLocal = "local"
+// The roots of trust (docs/root-of-trust.md).
+const (
+	// RootOfTrustLocal is the root key kept in a Secret of the operator's
+	// namespace (DESIGN §4), the default.
+	RootOfTrustLocal = seal.LocalProvider
+	// RootOfTrustFile is root keys read from RootKeyPath.
+	RootOfTrustFile = seal.FileProvider
+	// RootOfTrustAWSKMS is a key in AWS KMS (or an API-compatible
+	// service), AWSKMSKeyID.
+	RootOfTrustAWSKMS = seal.AWSKMSProvider
+)
 
 // Options choose what one manager process runs. The zero value of every
 // optional part turns that part off.
@@ -83,6 +92,11 @@ type Options struct {
 
 	// RootOfTrust names the sealer provider; empty means RootOfTrustLocal.
 	RootOfTrust string
+	// RootKeyPath is the file root of trust's key file or directory.
+	RootKeyPath string
+	// AWSKMSKeyID is the awskms root of trust's key (ID, ARN or alias);
+	// region, endpoint and credentials come from the AWS SDK's chain.
+	AWSKMSKeyID string
 	// Clock decides time in the controllers, the admin webhook and the
 	// certificates; nil is the real clock.
 	Clock clock.Clock
@@ -177,8 +191,8 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	if opts.RootOfTrust == "" {
 		opts.RootOfTrust = RootOfTrustLocal
 	}
-	if opts.RootOfTrust != RootOfTrustLocal {
-		return nil, fmt.Errorf("root of trust %q: this release has only %q", opts.RootOfTrust, RootOfTrustLocal)
+	if !slices.Contains(rootsOfTrust, opts.RootOfTrust) {
+		return nil, fmt.Errorf("root of trust %q: want one of %q", opts.RootOfTrust, rootsOfTrust)
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -224,12 +238,9 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	}
 	op.Authorizer = authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authzOpts)
 
-	local, err := seal.LoadOrCreateLocal(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, opts.Random)
-	if err != nil {
-		return nil, fmt.Errorf("root of trust: %w", err)
+	if op.Sealer, err = op.loadRootOfTrust(ctx); err != nil {
+		return nil, fmt.Errorf("root of trust %s: %w", opts.RootOfTrust, err)
 	}
-	op.Sealer = local
-	ctrl.Log.WithName("setup").Info("Loaded root of trust", "provider", local.Provider(), "rootKeyVersion", local.CurrentVersion())
 	op.Store = &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Sealer: op.Sealer}
 	if op.CA, err = certs.LoadOrCreateCA(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, opts.Clock.Now()); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
@@ -402,4 +413,40 @@ func orOff(addr string) string {
 		return "0"
 	}
 	return addr
+}
+
+// rootsOfTrust are the providers --root-of-trust accepts.
+var rootsOfTrust = []string{RootOfTrustLocal, RootOfTrustFile, RootOfTrustAWSKMS}
+
+// loadRootOfTrust builds the sealer opts.RootOfTrust names. Only local may
+// create a root key (and never while sealed material exists); the others
+// are given one and fail, naming what is missing, when it is not there.
+func (op *Operator) loadRootOfTrust(ctx context.Context) (seal.Sealer, error) {
+	log := ctrl.Log.WithName("setup")
+	switch op.opts.RootOfTrust {
+	case RootOfTrustFile:
+		if op.opts.RootKeyPath == "" {
+			return nil, errors.New("set --root-key-path to the root key file or directory")
+		}
+		s, err := seal.LoadFile(op.opts.RootKeyPath)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("Loaded root of trust", "provider", s.Provider(), "path", op.opts.RootKeyPath, "rootKeyVersion", s.CurrentVersion())
+		return s, nil
+	case RootOfTrustAWSKMS:
+		s, err := seal.NewAWSKMS(ctx, op.opts.AWSKMSKeyID)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("Loaded root of trust", "provider", s.Provider(), "awsKMSKeyID", op.opts.AWSKMSKeyID)
+		return s, nil
+	default:
+		s, err := seal.LoadOrCreateLocal(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.opts.Random)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("Loaded root of trust", "provider", s.Provider(), "rootKeyVersion", s.CurrentVersion())
+		return s, nil
+	}
 }

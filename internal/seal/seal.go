@@ -2,8 +2,9 @@
 //
 // A Sealer encrypts material and binds it to associated data that names what
 // the material is (key ID, version, key spec), so a sealed blob copied into
-// another key's place no longer unseals. Providers: local (a root key kept in
-// a Secret of the operator's namespace); PKCS#11 and external KMSs later.
+// another key's place no longer unseals. Providers: local (root keys kept in
+// a Secret of the operator's namespace), file (root keys read from files)
+// and awskms (a key in AWS KMS or an API-compatible service).
 package seal
 
 import (

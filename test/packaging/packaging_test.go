@@ -234,7 +234,35 @@ var _ = Describe("The Helm chart", func() {
 		Entry("an unknown failure policy", "webhook.failurePolicy=Maybe", "/webhook/failurePolicy"),
 		Entry("a negative quota", "quota.defaults.symmetric=-5", "/quota/defaults/symmetric"),
 		Entry("an unknown key", "replica=2", "additional properties 'replica' not allowed"),
+		Entry("an unknown root of trust", "rootOfTrust.provider=vault", "/rootOfTrust/provider"),
+		Entry("the file root of trust without a Secret or host path", "rootOfTrust.provider=file", "/rootOfTrust/file/secretName"),
+		Entry("the awskms root of trust without a key", "rootOfTrust.provider=awskms", "/rootOfTrust/awskms/keyID"),
 	)
+
+	It("gives the manager the file and awskms roots of trust it is configured with", func() {
+		out, err := helmTemplate("--set", "rootOfTrust.provider=file", "--set", "rootOfTrust.file.hostPath=/etc/kubekms-root")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("--root-of-trust=file"))
+		Expect(out).To(ContainSubstring("--root-key-path=/etc/kubekms/root-key"))
+		Expect(out).To(MatchRegexp(`hostPath: \{path: "/etc/kubekms-root", type: Directory\}`))
+		serverDryRun(out)
+
+		out, err = helmTemplate("--set", "rootOfTrust.provider=file", "--set", "rootOfTrust.file.secretName=my-root")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(MatchRegexp(`secret: \{secretName: "my-root"`))
+		serverDryRun(out)
+
+		out, err = helmTemplate("--set", "rootOfTrust.provider=awskms", "--set", "rootOfTrust.awskms.keyID=alias/kubekms",
+			"--set", "rootOfTrust.awskms.region=eu-west-2", "--set", "rootOfTrust.awskms.endpoint=https://kms.example.com",
+			"--set", "rootOfTrust.awskms.credentialsSecret=aws-creds")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("--aws-kms-key-id=alias/kubekms"))
+		Expect(out).To(ContainSubstring(`{name: AWS_REGION, value: "eu-west-2"}`))
+		Expect(out).To(ContainSubstring(`{name: AWS_ENDPOINT_URL_KMS, value: "https://kms.example.com"}`))
+		Expect(out).To(ContainSubstring(`secretKeyRef: {name: "aws-creds", key: AWS_SECRET_ACCESS_KEY}`))
+		Expect(out).NotTo(ContainSubstring("--root-key-path"))
+		serverDryRun(out)
+	})
 
 	It("keeps its generated CRDs and RBAC in step with config/ (make verify regenerates them)", func() {
 		dir := GinkgoT().TempDir()

@@ -50,7 +50,7 @@ var _ = Describe("The manager binary, when the root key Secret is missing but se
 
 		Eventually(mgr, 30*time.Second).Should(gexec.Exit(), "the manager stops at once")
 		Expect(mgr.ExitCode()).NotTo(BeZero())
-		Expect(mgr.Err).To(gbytes.Say(`root of trust: root key Secret %s/kubekms-root-key is missing but 1 sealed Secret \(type`, ns))
+		Expect(mgr.Err).To(gbytes.Say(`root of trust local: root key Secret %s/kubekms-root-key is missing but 1 sealed Secret \(type`, ns))
 		Expect(string(mgr.Err.Contents())).To(ContainSubstring("restore Secret kubekms-root-key in namespace %s from your backup", ns))
 		Expect(string(mgr.Err.Contents())).NotTo(ContainSubstring("does namespace"), "no misleading hint")
 		err = admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kubekms-root-key"}, &corev1.Secret{})
