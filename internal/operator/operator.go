@@ -238,7 +238,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	}
 	op.Authorizer = authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authzOpts)
 
-	if op.Sealer, err = op.loadRootOfTrust(ctx); err != nil {
+	sealer, err := op.loadRootOfTrust(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("root of trust %s: %w", opts.RootOfTrust, err)
+	}
+	if op.Sealer, err = seal.Instrument(sealer, ctrlmetrics.Registry); err != nil {
+		return nil, err
+	}
+	if err := seal.VerifyRoot(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, op.Sealer); err != nil {
 		return nil, fmt.Errorf("root of trust %s: %w", opts.RootOfTrust, err)
 	}
 	op.Store = &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Sealer: op.Sealer}

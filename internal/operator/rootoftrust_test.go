@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,7 +71,7 @@ func TestRootsOfTrustThroughTheDataPlane(t *testing.T) {
 			}
 			return s, o, nil
 		}
-		exerciseRoot(t, opts, roots)
+		exerciseRoot(t, opts, operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: otherPath}, roots)
 	})
 	t.Run("awskms", func(t *testing.T) {
 		lk, err := testenv.StartLocalKMS(t.TempDir())
@@ -108,14 +109,16 @@ func TestRootsOfTrustThroughTheDataPlane(t *testing.T) {
 			}
 			return s, o, lk.Stop
 		}
-		exerciseRoot(t, opts, roots)
+		exerciseRoot(t, opts, operator.Options{RootOfTrust: operator.RootOfTrustAWSKMS, AWSKMSKeyID: otherID}, roots)
 	})
 }
 
 // exerciseRoot runs the manager with opts' root of trust. roots gives a
 // sealer of that root, one of another root key of the same provider, and
-// (when it can) a function that takes the provider away.
-func exerciseRoot(t *testing.T, opts operator.Options, roots func() (same, other seal.Sealer, gone func())) {
+// (when it can) a function that takes the provider away. A manager started
+// with wrong (another root key of the same provider) or with local must be
+// refused: it would seal new material under a root the rest does not know.
+func exerciseRoot(t *testing.T, opts, wrong operator.Options, roots func() (same, other seal.Sealer, gone func())) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	env, err := testenv.Start(testenv.Options{CRDs: true})
@@ -265,6 +268,13 @@ func exerciseRoot(t *testing.T, opts operator.Options, roots func() (same, other
 	for _, b := range blobs {
 		if _, err := other.Unseal(ctx, b.blob, b.aad); !errors.Is(err, seal.ErrUnseal) {
 			t.Fatalf("another %s root key unsealed material (or failed otherwise): %v", opts.RootOfTrust, err)
+		}
+	}
+	for _, w := range []operator.Options{wrong, {RootOfTrust: operator.RootOfTrustLocal}} {
+		w.Namespace, w.SeveralPerProcess = testenv.OperatorNamespace, true
+		_, err := operator.New(ctx, env.Config, w)
+		if err == nil || !strings.Contains(err.Error(), "is not the one the 2 sealed Secrets of namespace "+testenv.OperatorNamespace+" were sealed under") {
+			t.Fatalf("a manager with root of trust %s and another root key started, or said the wrong thing: %v", w.RootOfTrust, err)
 		}
 	}
 	if gone != nil {

@@ -93,11 +93,15 @@ func TestAWSKMSSealsThroughTheService(t *testing.T) {
 	}
 
 	// The service gone: unavailable, not "corrupt", so nothing treats the
-	// material as lost.
+	// material as lost; and the error (which can reach a key's status)
+	// names no AWS account or key.
 	lk.Stop()
 	_, err = s.Unseal(ctx, blob, aad)
 	if !errors.Is(err, ErrRootUnavailable) || errors.Is(err, ErrUnseal) {
 		t.Fatalf("Unseal with AWS KMS down: %v, want ErrRootUnavailable", err)
+	}
+	if strings.Contains(err.Error(), keyID) || strings.Contains(err.Error(), "arn:") || strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("the error shows AWS details: %v", err)
 	}
 	if _, err := s.Seal(ctx, material, aad); !errors.Is(err, ErrRootUnavailable) {
 		t.Fatalf("Seal with AWS KMS down: %v, want ErrRootUnavailable", err)
@@ -151,5 +155,105 @@ func BenchmarkUnseal(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// An alias is resolved once, at start: re-pointing it (AWS's manual
+// rotation) does not move a running manager to another key; a manager
+// started after it is given the new key (the operator's root check then
+// refuses it while material sealed under the old one exists).
+func TestAWSKMSPinsTheKeyAnAliasNamedAtStart(t *testing.T) {
+	ctx := context.Background()
+	_, newKey := awsEnv(t)
+	a, b := newKey(), newKey()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kms.NewFromConfig(cfg)
+	if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: new("alias/kubekms"), TargetKeyId: &a}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewAWSKMS(ctx, "alias/kubekms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(s.KeyARN(), ":key/"+a) {
+		t.Fatalf("KeyARN = %q, want the ARN of %s", s.KeyARN(), a)
+	}
+	aad := MaterialAAD("k", 1, "SYMMETRIC_DEFAULT")
+	blob, err := s.Seal(ctx, []byte("material"), aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: new("alias/kubekms"), TargetKeyId: &b}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Unseal(ctx, blob, aad); err != nil || string(got) != "material" {
+		t.Fatalf("Unseal after the alias moved = %q, %v", got, err)
+	}
+	again, err := s.Seal(ctx, []byte("again"), aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := NewAWSKMS(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := pinned.Unseal(ctx, again, aad); err != nil || string(got) != "again" {
+		t.Fatalf("a seal after the alias moved is not under the first key: %q, %v", got, err)
+	}
+	later, err := NewAWSKMS(ctx, "alias/kubekms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := later.Unseal(ctx, blob, aad); !errors.Is(err, ErrUnseal) {
+		t.Fatalf("a manager started after the move unsealed the old key's blob: %v", err)
+	}
+}
+
+// An endpoint that answers for another key (a man in the middle, a
+// misrouted proxy) is not believed.
+func TestAWSKMSRefusesAnAnswerForAnotherKey(t *testing.T) {
+	ctx := context.Background()
+	s := &AWSKMS{client: lyingKMS{}, keyID: "alias/x", keyARN: "arn:aws:kms:eu-west-2:111122223333:key/good"}
+	if got, err := s.Unseal(ctx, []byte{awsBlobFormat, 1, 2, 3}, nil); !errors.Is(err, ErrRootUnavailable) || got != nil {
+		t.Fatalf("Unseal = %q, %v; want nothing and ErrRootUnavailable", got, err)
+	}
+	if got, err := s.Seal(ctx, []byte("material"), nil); !errors.Is(err, ErrRootUnavailable) || got != nil {
+		t.Fatalf("Seal = %x, %v; want nothing and ErrRootUnavailable", got, err)
+	}
+}
+
+type lyingKMS struct{}
+
+func (lyingKMS) Encrypt(context.Context, *kms.EncryptInput, ...func(*kms.Options)) (*kms.EncryptOutput, error) {
+	return &kms.EncryptOutput{KeyId: new("arn:aws:kms:eu-west-2:999999999999:key/evil"), CiphertextBlob: []byte{9}}, nil
+}
+
+func (lyingKMS) Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error) {
+	return &kms.DecryptOutput{KeyId: new("arn:aws:kms:eu-west-2:999999999999:key/evil"), Plaintext: []byte("attacker")}, nil
+}
+
+// Material crosses the endpoint in the clear unless it is https.
+func TestAWSKMSRefusesPlainHTTPOffLoopback(t *testing.T) {
+	_, _ = awsEnv(t)
+	for endpoint, ok := range map[string]bool{
+		"http://kms.example.com":  false,
+		"http://10.0.0.1:4566":    false,
+		"ftp://kms.example.com":   false,
+		"https://kms.example.com": true,
+		"http://127.0.0.1:4566":   true,
+		"http://localhost:4566":   true,
+		"http://[::1]:4566":       true,
+	} {
+		err := checkEndpoint(&endpoint)
+		if (err == nil) != ok {
+			t.Errorf("checkEndpoint(%s) = %v, want ok=%v", endpoint, err, ok)
+		}
+	}
+	t.Setenv("AWS_ENDPOINT_URL_KMS", "http://kms.example.com")
+	if _, err := NewAWSKMS(context.Background(), "alias/x"); err == nil || !strings.Contains(err.Error(), "must be https") {
+		t.Fatalf("NewAWSKMS over http = %v", err)
 	}
 }

@@ -41,6 +41,9 @@ func LoadFile(path string) (*AESGCM, error) {
 			if err != nil || n == 0 {
 				return nil, fmt.Errorf("root key directory %s: file %q is not %s<N> with N a positive number", path, e.Name(), rootKeyDataPrefix)
 			}
+			if prev, ok := files[uint32(n)]; ok {
+				return nil, fmt.Errorf("root key directory %s: files %q and %q are both root key version %d", path, filepath.Base(prev), e.Name(), n)
+			}
 			files[uint32(n)] = filepath.Join(path, e.Name())
 		}
 		if len(files) == 0 {

@@ -94,8 +94,8 @@ func TestLoadFileDirectoryAsMountedSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v1.Unseal(ctx, fresh, aad); !errors.Is(err, ErrUnseal) {
-		t.Fatalf("v1-only sealer unsealed a v2 blob: %v", err)
+	if _, err := v1.Unseal(ctx, fresh, aad); !errors.Is(err, ErrRootUnavailable) {
+		t.Fatalf("a sealer not given v2 must say so for a v2 blob: %v", err)
 	}
 }
 
@@ -108,7 +108,11 @@ func TestLoadFileRefusesBadInput(t *testing.T) {
 	empty := t.TempDir()
 	badName := t.TempDir()
 	writeRootKey(t, filepath.Join(badName, "root-key-vX"), 1)
+	dup := t.TempDir()
+	writeRootKey(t, filepath.Join(dup, "root-key-v1"), 1)
+	writeRootKey(t, filepath.Join(dup, "root-key-v01"), 2)
 	for name, tc := range map[string]struct{ path, want string }{
+		"one version twice": {dup, `files "root-key-v01" and "root-key-v1" are both root key version 1`},
 		"missing":       {filepath.Join(dir, "nope"), "no such file"},
 		"base64 text":   {short, "is 45 bytes, want exactly 32 raw bytes"},
 		"empty dir":     {empty, "holds no root-key-v<N> file"},

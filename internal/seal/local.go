@@ -89,12 +89,19 @@ func LoadOrCreateLocal(ctx context.Context, c client.Client, reader client.Reade
 // not by label, so a sealed Secret whose labels were edited still counts.
 // Only metadata is listed; the sealed blobs stay on the server.
 func refuseNewRootKey(ctx context.Context, reader client.Reader, key types.NamespacedName) error {
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	if err := reader.List(ctx, list, client.InNamespace(key.Namespace), client.MatchingFields{"type": string(SealedSecretType)}); err != nil {
-		return fmt.Errorf("root key Secret %s is missing; list sealed Secrets to see whether a new one may be created: %w", key, err)
+	n, err := countSealed(ctx, reader, key.Namespace)
+	if err != nil {
+		return fmt.Errorf("root key Secret %s is missing; %w", key, err)
 	}
-	if n := len(list.Items); n > 0 {
+	check := &corev1.Secret{}
+	if n > 0 && reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: RootCheckSecretName}, check) == nil {
+		if p := string(check.Data[checkProvider]); p != LocalProvider {
+			return fmt.Errorf("the configured root of trust local is not the one the %d sealed Secrets of namespace %s were sealed under "+
+				"(Secret %s/%s says root of trust %q): start the manager with that root of trust again; no local root key is created",
+				n, key.Namespace, key.Namespace, RootCheckSecretName, p)
+		}
+	}
+	if n > 0 {
 		return &MissingRootKeyError{Namespace: key.Namespace, Name: key.Name, Sealed: n}
 	}
 	return nil

@@ -34,11 +34,21 @@ type Sealer interface {
 // altered, sealed under another root key, or bound to other associated data.
 var ErrUnseal = errors.New("sealed material does not unseal: it is corrupt, was altered, or belongs to another key or version")
 
+// ErrRootUnavailable is wrapped by errors that say the root of trust could
+// not do the work (unreachable, refused, or a root key version it was not
+// given): the material may be fine and unseal once the root is back, unlike
+// ErrUnseal.
+var ErrRootUnavailable = errors.New("root of trust unavailable")
+
 const (
 	blobFormat = 1
 	headerLen  = 1 + 4 // format, root key version
 	// RootKeySize is the size of a root key: AES-256.
 	RootKeySize = 32
+	// maxVersionsAhead bounds how far past its current root key version a
+	// manager takes a blob's version to be one it has not been given yet
+	// (a rollout) rather than a corrupt header.
+	maxVersionsAhead = 16
 )
 
 // AESGCM seals with AES-256-GCM under versioned root keys. Each seal uses a
@@ -96,7 +106,14 @@ func (s *AESGCM) Unseal(_ context.Context, blob, aad []byte) ([]byte, error) {
 	if len(blob) < headerLen || blob[0] != blobFormat {
 		return nil, ErrUnseal
 	}
-	aead, ok := s.aeads[binary.BigEndian.Uint32(blob[1:headerLen])]
+	v := binary.BigEndian.Uint32(blob[1:headerLen])
+	aead, ok := s.aeads[v]
+	if !ok && v > s.current && v <= s.current+maxVersionsAhead {
+		// Not "corrupt": while a new root key version is rolled out, a
+		// replica that has not been given it yet sees blobs sealed under it.
+		return nil, fmt.Errorf("%w: sealed under root key version %d, which this manager was not given (it has %v)",
+			ErrRootUnavailable, v, slices.Sorted(maps.Keys(s.aeads)))
+	}
 	if !ok {
 		return nil, ErrUnseal
 	}

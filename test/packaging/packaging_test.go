@@ -237,11 +237,16 @@ var _ = Describe("The Helm chart", func() {
 		Entry("an unknown root of trust", "rootOfTrust.provider=vault", "/rootOfTrust/provider"),
 		Entry("the file root of trust without a Secret or host path", "rootOfTrust.provider=file", "/rootOfTrust/file/secretName"),
 		Entry("the awskms root of trust without a key", "rootOfTrust.provider=awskms", "/rootOfTrust/awskms/keyID"),
+		Entry("the file root of trust from a Secret and a host path at once", "rootOfTrust.provider=file,rootOfTrust.file.secretName=a,rootOfTrust.file.hostPath=/b", "/rootOfTrust/file"),
 	)
 
 	It("gives the manager the file and awskms roots of trust it is configured with", func() {
-		out, err := helmTemplate("--set", "rootOfTrust.provider=file", "--set", "rootOfTrust.file.hostPath=/etc/kubekms-root")
+		out, err := helmTemplate("--set", "rootOfTrust.provider=file", "--set", "rootOfTrust.file.hostPath=/etc/kubekms-root",
+			"--set", "nodeSelector.node-role\\.kubernetes\\.io/control-plane=", "--set", "tolerations[0].key=node-role.kubernetes.io/control-plane",
+			"--set", "tolerations[0].effect=NoSchedule")
 		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("node-role.kubernetes.io/control-plane: \"\""))
+		Expect(out).To(ContainSubstring("effect: NoSchedule"))
 		Expect(out).To(ContainSubstring("--root-of-trust=file"))
 		Expect(out).To(ContainSubstring("--root-key-path=/etc/kubekms/root-key"))
 		Expect(out).To(MatchRegexp(`hostPath: \{path: "/etc/kubekms-root", type: Directory\}`))
@@ -256,12 +261,16 @@ var _ = Describe("The Helm chart", func() {
 			"--set", "rootOfTrust.awskms.region=eu-west-2", "--set", "rootOfTrust.awskms.endpoint=https://kms.example.com",
 			"--set", "rootOfTrust.awskms.credentialsSecret=aws-creds")
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(out).To(ContainSubstring("--aws-kms-key-id=alias/kubekms"))
+		Expect(out).To(ContainSubstring(`- "--aws-kms-key-id=alias/kubekms"`))
 		Expect(out).To(ContainSubstring(`{name: AWS_REGION, value: "eu-west-2"}`))
 		Expect(out).To(ContainSubstring(`{name: AWS_ENDPOINT_URL_KMS, value: "https://kms.example.com"}`))
 		Expect(out).To(ContainSubstring(`secretKeyRef: {name: "aws-creds", key: AWS_SECRET_ACCESS_KEY}`))
 		Expect(out).NotTo(ContainSubstring("--root-key-path"))
 		serverDryRun(out)
+
+		out, err = helmTemplate("--set", "rootOfTrust.provider=awskms", "--set", "rootOfTrust.awskms.keyID=k #c")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`- "--aws-kms-key-id=k #c"`), "the key ID is one quoted argument")
 	})
 
 	It("keeps its generated CRDs and RBAC in step with config/ (make verify regenerates them)", func() {
