@@ -24,9 +24,9 @@ const (
 	// holds no key material, so it never keeps a new root key from being
 	// made).
 	RootCheckSecretType corev1.SecretType = "kms.kubekms.io/root-check"
-	checkValue          = "kubekms root of trust check v1"
-	checkData           = "sealed"
-	checkProvider       = "sealer"
+	checkValue                            = "kubekms root of trust check v1"
+	checkData                             = "sealed"
+	checkProvider                         = "sealer"
 )
 
 // VerifyRoot checks s against the root check Secret of namespace, writing

@@ -113,10 +113,10 @@ func TestLoadFileRefusesBadInput(t *testing.T) {
 	writeRootKey(t, filepath.Join(dup, "root-key-v01"), 2)
 	for name, tc := range map[string]struct{ path, want string }{
 		"one version twice": {dup, `files "root-key-v01" and "root-key-v1" are both root key version 1`},
-		"missing":       {filepath.Join(dir, "nope"), "no such file"},
-		"base64 text":   {short, "is 45 bytes, want exactly 32 raw bytes"},
-		"empty dir":     {empty, "holds no root-key-v<N> file"},
-		"bad file name": {badName, `file "root-key-vX" is not root-key-v<N>`},
+		"missing":           {filepath.Join(dir, "nope"), "no such file"},
+		"base64 text":       {short, "is 45 bytes, want exactly 32 raw bytes"},
+		"empty dir":         {empty, "holds no root-key-v<N> file"},
+		"bad file name":     {badName, `file "root-key-vX" is not root-key-v<N>`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadFile(tc.path)
