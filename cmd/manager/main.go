@@ -21,6 +21,7 @@ import (
 	"github.com/kubekms/kubekms/internal/inject"
 	"github.com/kubekms/kubekms/internal/operator"
 	"github.com/kubekms/kubekms/internal/quota"
+	"github.com/kubekms/kubekms/internal/seal"
 )
 
 type options struct {
@@ -49,6 +50,7 @@ type options struct {
 	rootOfTrust       string
 	rootKeyPath       string
 	awsKMSKeyID       string
+	pkcs11            seal.PKCS11Config
 	zap               zap.Options
 }
 
@@ -84,8 +86,12 @@ func main() {
 	flag.StringVar(&opts.agentResources[1], "agent-memory-request", "16Mi", "Default memory request of the injected agent; empty for none.")
 	flag.StringVar(&opts.agentResources[2], "agent-cpu-limit", "", "Default CPU limit of the injected agent; empty for none.")
 	flag.StringVar(&opts.agentResources[3], "agent-memory-limit", "32Mi", "Default memory limit of the injected agent; empty for none.")
-	flag.StringVar(&opts.rootOfTrust, "root-of-trust", operator.RootOfTrustLocal, "Provider of the root key that seals key material: local (a Secret in the operator's namespace), file (--root-key-path) or awskms (--aws-kms-key-id).")
+	flag.StringVar(&opts.rootOfTrust, "root-of-trust", operator.RootOfTrustLocal, "Provider of the root key that seals key material: local (a Secret in the operator's namespace), file (--root-key-path), awskms (--aws-kms-key-id) or pkcs11 (--pkcs11-*, the -pkcs11 image).")
 	flag.StringVar(&opts.rootKeyPath, "root-key-path", "", "file root of trust: a file of 32 raw bytes (root key version 1), or a directory of root-key-v<N> files (the highest N seals).")
+	flag.StringVar(&opts.pkcs11.Module, "pkcs11-module", "", "pkcs11 root of trust: the HSM's PKCS#11 shared library (the -pkcs11 image only).")
+	flag.StringVar(&opts.pkcs11.TokenLabel, "pkcs11-token-label", "", "pkcs11 root of trust: the label of the token that holds the root key.")
+	flag.StringVar(&opts.pkcs11.KeyLabel, "pkcs11-key-label", "", "pkcs11 root of trust: the label of the AES root key on that token.")
+	flag.StringVar(&opts.pkcs11.PINFile, "pkcs11-pin-file", "", "pkcs11 root of trust: a file holding the token's user PIN (a mounted Secret).")
 	flag.StringVar(&opts.awsKMSKeyID, "aws-kms-key-id", "", "awskms root of trust: the AWS KMS key (ID, ARN or alias/NAME); region, endpoint (AWS_ENDPOINT_URL_KMS) and credentials come from the AWS SDK's usual chain.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -165,6 +171,7 @@ func run(ctx context.Context, opts options) error {
 		RootOfTrust:      opts.rootOfTrust,
 		RootKeyPath:      opts.rootKeyPath,
 		AWSKMSKeyID:      opts.awsKMSKeyID,
+		PKCS11:           opts.pkcs11,
 		Webhooks: &operator.WebhookOptions{
 			Host:    opts.webhookHost,
 			Port:    opts.webhookPort,

@@ -70,6 +70,9 @@ const (
 	// RootOfTrustAWSKMS is a key in AWS KMS (or an API-compatible
 	// service), AWSKMSKeyID.
 	RootOfTrustAWSKMS = seal.AWSKMSProvider
+	// RootOfTrustPKCS11 is an AES key in an HSM, PKCS11; only builds with
+	// the pkcs11 tag (the -pkcs11 image) have it.
+	RootOfTrustPKCS11 = seal.PKCS11Provider
 )
 
 // Options choose what one manager process runs. The zero value of every
@@ -97,6 +100,8 @@ type Options struct {
 	// AWSKMSKeyID is the awskms root of trust's key (ID, ARN or alias);
 	// region, endpoint and credentials come from the AWS SDK's chain.
 	AWSKMSKeyID string
+	// PKCS11 names the pkcs11 root of trust's module, token, key and PIN.
+	PKCS11 seal.PKCS11Config
 	// Clock decides time in the controllers, the admin webhook and the
 	// certificates; nil is the real clock.
 	Clock clock.Clock
@@ -423,7 +428,7 @@ func orOff(addr string) string {
 }
 
 // rootsOfTrust are the providers --root-of-trust accepts.
-var rootsOfTrust = []string{RootOfTrustLocal, RootOfTrustFile, RootOfTrustAWSKMS}
+var rootsOfTrust = []string{RootOfTrustLocal, RootOfTrustFile, RootOfTrustAWSKMS, RootOfTrustPKCS11}
 
 // loadRootOfTrust builds the sealer opts.RootOfTrust names. Only local may
 // create a root key (and never while sealed material exists); the others
@@ -447,6 +452,14 @@ func (op *Operator) loadRootOfTrust(ctx context.Context) (seal.Sealer, error) {
 			return nil, err
 		}
 		log.Info("Loaded root of trust", "provider", s.Provider(), "awsKMSKeyID", op.opts.AWSKMSKeyID)
+		return s, nil
+	case RootOfTrustPKCS11:
+		s, err := seal.NewPKCS11(ctx, op.opts.PKCS11)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("Loaded root of trust", "provider", s.Provider(), "module", op.opts.PKCS11.Module,
+			"tokenLabel", op.opts.PKCS11.TokenLabel, "keyLabel", op.opts.PKCS11.KeyLabel)
 		return s, nil
 	default:
 		s, err := seal.LoadOrCreateLocal(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.opts.Random)

@@ -237,10 +237,11 @@ var _ = Describe("The Helm chart", func() {
 		Entry("an unknown root of trust", "rootOfTrust.provider=vault", "/rootOfTrust/provider"),
 		Entry("the file root of trust without a Secret or host path", "rootOfTrust.provider=file", "/rootOfTrust/file/secretName"),
 		Entry("the awskms root of trust without a key", "rootOfTrust.provider=awskms", "/rootOfTrust/awskms/keyID"),
+		Entry("the pkcs11 root of trust without its module, token, key and PIN", "rootOfTrust.provider=pkcs11", "/rootOfTrust/pkcs11/module"),
 		Entry("the file root of trust from a Secret and a host path at once", "rootOfTrust.provider=file,rootOfTrust.file.secretName=a,rootOfTrust.file.hostPath=/b", "/rootOfTrust/file"),
 	)
 
-	It("gives the manager the file and awskms roots of trust it is configured with", func() {
+	It("gives the manager the file, awskms and pkcs11 roots of trust it is configured with", func() {
 		out, err := helmTemplate("--set", "rootOfTrust.provider=file", "--set", "rootOfTrust.file.hostPath=/etc/kubekms-root",
 			"--set", "nodeSelector.node-role\\.kubernetes\\.io/control-plane=", "--set", "tolerations[0].key=node-role.kubernetes.io/control-plane",
 			"--set", "tolerations[0].effect=NoSchedule")
@@ -266,6 +267,19 @@ var _ = Describe("The Helm chart", func() {
 		Expect(out).To(ContainSubstring(`{name: AWS_ENDPOINT_URL_KMS, value: "https://kms.example.com"}`))
 		Expect(out).To(ContainSubstring(`secretKeyRef: {name: "aws-creds", key: AWS_SECRET_ACCESS_KEY}`))
 		Expect(out).NotTo(ContainSubstring("--root-key-path"))
+		serverDryRun(out)
+
+		out, err = helmTemplate("--set", "rootOfTrust.provider=pkcs11", "--set", "rootOfTrust.pkcs11.module=/opt/pkcs11/libvendor.so",
+			"--set", "rootOfTrust.pkcs11.tokenLabel=prod", "--set", "rootOfTrust.pkcs11.keyLabel=kubekms-root",
+			"--set", "rootOfTrust.pkcs11.pinSecret=hsm-pin", "--set", "rootOfTrust.pkcs11.libraryHostPath=/opt/vendor")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(MatchRegexp(`image: kubekms:\S+-pkcs11\n`), "the manager runs the -pkcs11 image")
+		Expect(out).To(MatchRegexp(`--agent-image=kubekms:[^\s-]+\n`), "the injected agent stays the static image")
+		Expect(out).To(ContainSubstring(`- "--pkcs11-module=/opt/pkcs11/libvendor.so"`))
+		Expect(out).To(ContainSubstring(`- "--pkcs11-key-label=kubekms-root"`))
+		Expect(out).To(ContainSubstring("--pkcs11-pin-file=/etc/kubekms/pkcs11-pin/pin"))
+		Expect(out).To(ContainSubstring(`secret: {secretName: "hsm-pin"`))
+		Expect(out).To(ContainSubstring(`hostPath: {path: "/opt/vendor", type: Directory}`))
 		serverDryRun(out)
 
 		out, err = helmTemplate("--set", "rootOfTrust.provider=awskms", "--set", "rootOfTrust.awskms.keyID=k #c")
@@ -355,6 +369,20 @@ var _ = Describe("The Dockerfile", func() {
 		last := users[len(users)-1]
 		Expect(string(last[1])).NotTo(Equal("0"), "the image runs as non-root")
 		Expect(string(dockerfile)).To(ContainSubstring("FROM gcr.io/distroless/static:nonroot"))
+	})
+
+	It("has a -pkcs11 variant that builds the manager as make build-pkcs11 does, with cgo, and runs as non-root", func() {
+		dockerfile, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile.pkcs11"))
+		Expect(err).NotTo(HaveOccurred())
+		makefile, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+		Expect(err).NotTo(HaveOccurred())
+		build := regexp.MustCompile(`(?m)^PKCS11_BUILD = CGO_ENABLED=1 \$\(GO\) build (.+)$`).FindSubmatch(makefile)
+		Expect(build).NotTo(BeNil(), "the Makefile defines PKCS11_BUILD")
+		Expect(string(makefile)).To(ContainSubstring("\t$(PKCS11_BUILD) -o $(LOCALBIN)/manager-pkcs11 ./cmd/manager"))
+		Expect(string(dockerfile)).To(MatchRegexp(`(?m)^ENV CGO_ENABLED=1$`))
+		Expect(string(dockerfile)).To(ContainSubstring(fmt.Sprintf("RUN go build %s -o /out/manager ./cmd/manager", strings.TrimSpace(string(build[1])))))
+		Expect(string(dockerfile)).To(MatchRegexp(`(?m)^USER 65532:65532$`))
+		Expect(string(dockerfile)).To(ContainSubstring("FROM gcr.io/distroless/base-debian12:nonroot"), "glibc, for the vendor's library")
 	})
 })
 

@@ -14,3 +14,8 @@ app.kubernetes.io/component: manager
 {{- define "kubekms.image" -}}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end }}
+
+{{/* The manager's image: the -pkcs11 variant for the pkcs11 root of trust. */}}
+{{- define "kubekms.managerImage" -}}
+{{ include "kubekms.image" . }}{{ if eq .Values.rootOfTrust.provider "pkcs11" }}-pkcs11{{ end }}
+{{- end }}
