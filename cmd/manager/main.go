@@ -51,6 +51,7 @@ type options struct {
 	rootKeyPath       string
 	awsKMSKeyID       string
 	pkcs11            seal.PKCS11Config
+	rootCheckInterval time.Duration
 	zap               zap.Options
 }
 
@@ -88,6 +89,7 @@ func main() {
 	flag.StringVar(&opts.agentResources[3], "agent-memory-limit", "32Mi", "Default memory limit of the injected agent; empty for none.")
 	flag.StringVar(&opts.rootOfTrust, "root-of-trust", operator.RootOfTrustLocal, "Provider of the root key that seals key material: local (a Secret in the operator's namespace), file (--root-key-path), awskms (--aws-kms-key-id) or pkcs11 (--pkcs11-*, the -pkcs11 image).")
 	flag.StringVar(&opts.rootKeyPath, "root-key-path", "", "file root of trust: a file of 32 raw bytes (root key version 1), or a directory of root-key-v<N> files (the highest N seals).")
+	flag.DurationVar(&opts.rootCheckInterval, "root-check-interval", operator.DefaultRootCheckInterval, "How often the root of trust is checked again: while it is missing, unreachable or wrong the manager is not ready, and it recovers on its own when the root comes back.")
 	flag.StringVar(&opts.pkcs11.Module, "pkcs11-module", "", "pkcs11 root of trust: the HSM's PKCS#11 shared library (the -pkcs11 image only).")
 	flag.StringVar(&opts.pkcs11.TokenLabel, "pkcs11-token-label", "", "pkcs11 root of trust: the label of the token that holds the root key.")
 	flag.StringVar(&opts.pkcs11.KeyLabel, "pkcs11-key-label", "", "pkcs11 root of trust: the label of the AES root key on that token.")
@@ -162,16 +164,17 @@ func run(ctx context.Context, opts options) error {
 	}
 
 	op, err := operator.New(ctx, ctrl.GetConfigOrDie(), operator.Options{
-		Namespace:        opts.namespace,
-		MetricsAddr:      opts.metricsAddr,
-		ProbeAddr:        opts.probeAddr,
-		PprofAddr:        opts.pprofAddr,
-		LeaderElection:   opts.leaderElect,
-		LeaderElectionID: opts.leaderElectionID,
-		RootOfTrust:      opts.rootOfTrust,
-		RootKeyPath:      opts.rootKeyPath,
-		AWSKMSKeyID:      opts.awsKMSKeyID,
-		PKCS11:           opts.pkcs11,
+		Namespace:         opts.namespace,
+		MetricsAddr:       opts.metricsAddr,
+		ProbeAddr:         opts.probeAddr,
+		PprofAddr:         opts.pprofAddr,
+		LeaderElection:    opts.leaderElect,
+		LeaderElectionID:  opts.leaderElectionID,
+		RootOfTrust:       opts.rootOfTrust,
+		RootKeyPath:       opts.rootKeyPath,
+		AWSKMSKeyID:       opts.awsKMSKeyID,
+		PKCS11:            opts.pkcs11,
+		RootCheckInterval: opts.rootCheckInterval,
 		Webhooks: &operator.WebhookOptions{
 			Host:    opts.webhookHost,
 			Port:    opts.webhookPort,

@@ -13,6 +13,7 @@
 package operator
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -102,6 +103,9 @@ type Options struct {
 	AWSKMSKeyID string
 	// PKCS11 names the pkcs11 root of trust's module, token, key and PIN.
 	PKCS11 seal.PKCS11Config
+	// RootCheckInterval is how often the root of trust is checked again
+	// (readiness, recovery); zero means DefaultRootCheckInterval.
+	RootCheckInterval time.Duration
 	// Clock decides time in the controllers, the admin webhook and the
 	// certificates; nil is the real clock.
 	Clock clock.Clock
@@ -162,8 +166,12 @@ type Serving struct {
 type Operator struct {
 	Manager ctrl.Manager
 	Sealer  seal.Sealer
-	Store   *keystore.Store
-	CA      *certs.CA
+	// RootOfTrust is the root of trust behind Sealer, checked again every
+	// RootCheckInterval; its Ready is the manager's "root-of-trust"
+	// readiness check.
+	RootOfTrust *seal.Guarded
+	Store       *keystore.Store
+	CA          *certs.CA
 	// Access is the policy and grant index, Keys the key cache: both fed by
 	// the manager's informers, shared by the admin webhook and every data
 	// plane.
@@ -243,15 +251,24 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	}
 	op.Authorizer = authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authzOpts)
 
-	sealer, err := op.loadRootOfTrust(ctx)
-	if err != nil {
+	if err := op.checkRootOfTrustOptions(); err != nil {
 		return nil, fmt.Errorf("root of trust %s: %w", opts.RootOfTrust, err)
 	}
-	if op.Sealer, err = seal.Instrument(sealer, ctrlmetrics.Registry); err != nil {
+	// A root of trust that is missing, unreachable or not the one the
+	// material needs does not stop the start: the manager is not ready,
+	// says why, seals and unseals nothing new, and checks again every
+	// RootCheckInterval (docs/root-of-trust.md).
+	op.RootOfTrust, err = seal.NewGuarded(ctx, opts.RootOfTrust, opts.RootOfTrust == RootOfTrustLocal, op.loadRootOfTrust,
+		func(ctx context.Context, s seal.Sealer) error {
+			return seal.VerifyRoot(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, s)
+		})
+	// Its error is logged by the check itself and kept for readiness.
+	if op.Sealer, err = seal.Instrument(op.RootOfTrust, ctrlmetrics.Registry); err != nil {
 		return nil, err
 	}
-	if err := seal.VerifyRoot(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, op.Sealer); err != nil {
-		return nil, fmt.Errorf("root of trust %s: %w", opts.RootOfTrust, err)
+	interval := cmp.Or(opts.RootCheckInterval, DefaultRootCheckInterval)
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error { op.RootOfTrust.Run(ctx, interval); return nil })); err != nil {
+		return nil, err
 	}
 	op.Store = &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Sealer: op.Sealer}
 	if op.CA, err = certs.LoadOrCreateCA(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, opts.Clock.Now()); err != nil {
@@ -406,6 +423,9 @@ func (op *Operator) addHealthChecks() error {
 	if err := op.Manager.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
+	if err := op.Manager.AddReadyzCheck("root-of-trust", op.RootOfTrust.Ready); err != nil {
+		return err
+	}
 	if op.opts.Webhooks != nil {
 		if err := op.Manager.AddReadyzCheck("webhook", op.Manager.GetWebhookServer().StartedChecker()); err != nil {
 			return err
@@ -427,6 +447,38 @@ func orOff(addr string) string {
 	return addr
 }
 
+// DefaultRootCheckInterval is how often the root of trust is checked again.
+const DefaultRootCheckInterval = 10 * time.Second
+
+// checkRootOfTrustOptions refuses at once what no retry can fix: a
+// provider's required setting missing, or pkcs11 in a build without it.
+func (op *Operator) checkRootOfTrustOptions() error {
+	switch op.opts.RootOfTrust {
+	case RootOfTrustFile:
+		if op.opts.RootKeyPath == "" {
+			return errors.New("set --root-key-path to the root key file or directory")
+		}
+	case RootOfTrustAWSKMS:
+		if op.opts.AWSKMSKeyID == "" {
+			return errors.New("the awskms root of trust needs a key: set --aws-kms-key-id (a key ID, key ARN or alias/NAME)")
+		}
+	case RootOfTrustPKCS11:
+		if !seal.PKCS11Available {
+			_, err := seal.NewPKCS11(context.Background(), op.opts.PKCS11)
+			return err
+		}
+		return op.opts.PKCS11.Validate()
+	}
+	return nil
+}
+
+// everyReplica is a Runnable that runs on every replica, not only on the
+// elected leader.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+func (everyReplica) NeedLeaderElection() bool          { return false }
+
 // rootsOfTrust are the providers --root-of-trust accepts.
 var rootsOfTrust = []string{RootOfTrustLocal, RootOfTrustFile, RootOfTrustAWSKMS, RootOfTrustPKCS11}
 
@@ -434,7 +486,6 @@ var rootsOfTrust = []string{RootOfTrustLocal, RootOfTrustFile, RootOfTrustAWSKMS
 // create a root key (and never while sealed material exists); the others
 // are given one and fail, naming what is missing, when it is not there.
 func (op *Operator) loadRootOfTrust(ctx context.Context) (seal.Sealer, error) {
-	log := ctrl.Log.WithName("setup")
 	switch op.opts.RootOfTrust {
 	case RootOfTrustFile:
 		if op.opts.RootKeyPath == "" {
@@ -444,29 +495,24 @@ func (op *Operator) loadRootOfTrust(ctx context.Context) (seal.Sealer, error) {
 		if err != nil {
 			return nil, err
 		}
-		log.Info("Loaded root of trust", "provider", s.Provider(), "path", op.opts.RootKeyPath, "rootKeyVersion", s.CurrentVersion())
 		return s, nil
 	case RootOfTrustAWSKMS:
 		s, err := seal.NewAWSKMS(ctx, op.opts.AWSKMSKeyID)
 		if err != nil {
 			return nil, err
 		}
-		log.Info("Loaded root of trust", "provider", s.Provider(), "awsKMSKeyID", op.opts.AWSKMSKeyID)
 		return s, nil
 	case RootOfTrustPKCS11:
 		s, err := seal.NewPKCS11(ctx, op.opts.PKCS11)
 		if err != nil {
 			return nil, err
 		}
-		log.Info("Loaded root of trust", "provider", s.Provider(), "module", op.opts.PKCS11.Module,
-			"tokenLabel", op.opts.PKCS11.TokenLabel, "keyLabel", op.opts.PKCS11.KeyLabel)
 		return s, nil
 	default:
 		s, err := seal.LoadOrCreateLocal(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.opts.Random)
 		if err != nil {
 			return nil, err
 		}
-		log.Info("Loaded root of trust", "provider", s.Provider(), "rootKeyVersion", s.CurrentVersion())
 		return s, nil
 	}
 }

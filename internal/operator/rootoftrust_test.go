@@ -272,9 +272,20 @@ func exerciseRoot(t *testing.T, opts, wrong operator.Options, roots func() (same
 	}
 	for _, w := range []operator.Options{wrong, {RootOfTrust: operator.RootOfTrustLocal}} {
 		w.Namespace, w.SeveralPerProcess = testenv.OperatorNamespace, true
-		_, err := operator.New(ctx, env.Config, w)
+		wop, err := operator.New(ctx, env.Config, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Up, but not ready, saying why, and sealing nothing.
+		err = wop.RootOfTrust.Ready(nil)
 		if err == nil || !strings.Contains(err.Error(), "is not the one the 2 sealed Secrets of namespace "+testenv.OperatorNamespace+" were sealed under") {
-			t.Fatalf("a manager with root of trust %s and another root key started, or said the wrong thing: %v", w.RootOfTrust, err)
+			t.Fatalf("a manager with root of trust %s and another root key is ready, or says the wrong thing: %v", w.RootOfTrust, err)
+		}
+		if _, err := wop.Sealer.Seal(ctx, []byte("x"), []byte("y")); !errors.Is(err, seal.ErrRootUnavailable) {
+			t.Fatalf("a manager with the wrong root of trust seals: %v", err)
+		}
+		if _, err := wop.Sealer.Unseal(ctx, blobs[0].blob, blobs[0].aad); !errors.Is(err, seal.ErrRootUnavailable) {
+			t.Fatalf("a manager with the wrong root of trust unseals: %v", err)
 		}
 	}
 	if gone != nil {

@@ -57,9 +57,9 @@ func (e *MissingRootKeyError) Error() string {
 		secrets, depend = "Secret", "depends"
 	}
 	return fmt.Sprintf("root key Secret %s/%s is missing but %d sealed %s (type %s) in namespace %s %s on it: "+
-		"restore Secret %s in namespace %s from your backup, then restart the manager. "+
+		"restore Secret %s in namespace %s from your backup; the manager takes it up without a restart. "+
 		"A new root key could not unseal them, so none is created; only if that backup is lost for good, "+
-		"delete those Secrets (every key they hold is lost) and restart to begin with a new root key",
+		"delete those Secrets (every key they hold is lost) and the manager begins with a new root key",
 		e.Namespace, e.Name, e.Sealed, secrets, SealedSecretType, e.Namespace, depend, e.Name, e.Namespace)
 }
 

@@ -42,7 +42,7 @@ type PKCS11 struct {
 // round trip is made before it is returned, so a wrong module, token, PIN
 // or key label fails the start with the HSM's own error.
 func NewPKCS11(ctx context.Context, cfg PKCS11Config) (*PKCS11, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	p := &PKCS11{cfg: cfg, ctx: pkcs11.New(cfg.Module)}

@@ -25,7 +25,8 @@ type PKCS11Config struct {
 	PINFile string
 }
 
-func (c PKCS11Config) validate() error {
+// Validate says which required setting is missing.
+func (c PKCS11Config) Validate() error {
 	var missing []string
 	for flag, v := range map[string]string{"--pkcs11-module": c.Module, "--pkcs11-token-label": c.TokenLabel, "--pkcs11-key-label": c.KeyLabel, "--pkcs11-pin-file": c.PINFile} {
 		if v == "" {

@@ -1,0 +1,71 @@
+package seal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// The guard's state machine: a root that goes away makes it not ready and
+// sealing refused (reloaded providers) or still tried (a held sealer that
+// answered badly), and one that comes back makes it ready again.
+func TestGuardedRecoversWithoutARestart(t *testing.T) {
+	ctx := context.Background()
+	root := testSealer(t, 1, 1)
+	var loadErr, verifyErr error
+	load := func(context.Context) (Sealer, error) { return root, loadErr }
+	verify := func(context.Context, Sealer) error { return verifyErr }
+
+	t.Run("reloaded (local): a missing root key refuses everything until restored", func(t *testing.T) {
+		loadErr = errors.New("root key Secret ns/kubekms-root-key is missing")
+		g, err := NewGuarded(ctx, "local", true, load, verify)
+		if err == nil || g.Ready(nil) == nil || !strings.Contains(g.Ready(nil).Error(), "kubekms-root-key is missing") {
+			t.Fatalf("NewGuarded = %v, Ready = %v", err, g.Ready(nil))
+		}
+		if _, err := g.Seal(ctx, []byte("m"), nil); !errors.Is(err, ErrRootUnavailable) || !strings.Contains(err.Error(), "is missing") {
+			t.Fatalf("Seal without a root = %v", err)
+		}
+		loadErr = nil
+		if err := g.Check(ctx); err != nil || g.Ready(nil) != nil {
+			t.Fatalf("after the root came back: Check %v, Ready %v", err, g.Ready(nil))
+		}
+		blob, err := g.Seal(ctx, []byte("m"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Deleted while running: refused again at the next check.
+		loadErr = errors.New("gone")
+		_ = g.Check(ctx)
+		if _, err := g.Unseal(ctx, blob, nil); !errors.Is(err, ErrRootUnavailable) {
+			t.Fatalf("Unseal after the root went away = %v", err)
+		}
+		loadErr = nil
+	})
+
+	t.Run("held (HSM, AWS): an outage is retried, a wrong root is refused", func(t *testing.T) {
+		g, err := NewGuarded(ctx, "awskms", false, load, verify)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob, _ := g.Seal(ctx, []byte("m"), nil)
+		verifyErr = fmt.Errorf("%w: AWS KMS Decrypt failed (no answer)", ErrRootUnavailable)
+		_ = g.Check(ctx)
+		if g.Ready(nil) == nil {
+			t.Fatal("ready while the root does not answer")
+		}
+		if got, err := g.Unseal(ctx, blob, nil); err != nil || string(got) != "m" {
+			t.Fatalf("an outage must not stop the held sealer being tried: %q, %v", got, err)
+		}
+		verifyErr = errors.New("not the one the 3 sealed Secrets were sealed under")
+		_ = g.Check(ctx)
+		if _, err := g.Unseal(ctx, blob, nil); !errors.Is(err, ErrRootUnavailable) {
+			t.Fatalf("a wrong root must not be used: %v", err)
+		}
+		verifyErr = nil
+		if err := g.Check(ctx); err != nil || g.Ready(nil) != nil {
+			t.Fatalf("after recovery: %v, %v", err, g.Ready(nil))
+		}
+	})
+}
