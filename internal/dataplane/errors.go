@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -8,8 +10,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/keycache"
+	"github.com/kubekms/kubekms/internal/seal"
 )
 
 // ErrorDomain is the ErrorInfo domain of every kubekms error.
@@ -26,7 +32,11 @@ const (
 	ReasonIncorrectKey      = "IncorrectKeyException"
 	ReasonInvalidKeyUsage   = "InvalidKeyUsageException"
 	ReasonInternal          = "KMSInternalException"
-	ReasonThrottling        = "ThrottlingException"
+	// ReasonInvalidState: kubekms cannot use key material now because its
+	// root of trust is unavailable (docs/root-of-trust.md); the material
+	// itself may be fine.
+	ReasonInvalidState = "KMSInvalidStateException"
+	ReasonThrottling   = "ThrottlingException"
 	// ReasonUnsupportedOperation: the key does not take the operation
 	// (GetParametersForImport on a key that is not origin External).
 	ReasonUnsupportedOperation = "UnsupportedOperationException"
@@ -63,6 +73,69 @@ func errValidation(format string, args ...any) error {
 
 func errInternal() error {
 	return newError(codes.Unavailable, ReasonInternal, "kubekms could not complete the request; retry with backoff")
+}
+
+// errRootUnavailable answers a call whose key material cannot be unsealed
+// because the root of trust is gone, unreachable or not the right one. The
+// reason itself (which Secret, HSM or AWS key) is for the operators of
+// kubekms, in the manager's readiness, log, Events and RootOfTrust status,
+// not for every caller.
+func errRootUnavailable() error {
+	return newError(codes.Unavailable, ReasonInvalidState,
+		"kubekms cannot unseal key material now: its root of trust is unavailable, and its operators are told what to restore (RootOfTrust status, Events, readiness); retry with backoff")
+}
+
+// errMaterial answers a call whose key version's material could not be
+// loaded (err from the key cache), after logging why.
+func errMaterial(ctx context.Context, key *keycache.Key, version uint32, err error) error {
+	log.FromContext(ctx).Error(err, "Could not load key material", "keyID", key.KeyIDString, "version", version)
+	if rootUnavailable(err) {
+		return errRootUnavailable()
+	}
+	return errInternal()
+}
+
+// rootUnavailable: err says the root of trust could not unseal (gone,
+// unreachable or the wrong one), not that the material is missing or bad.
+func rootUnavailable(err error) bool {
+	return errors.Is(err, seal.ErrRootUnavailable) || errors.Is(err, seal.ErrWrongRoot)
+}
+
+// missingVersion: a version that no longer exists (destroyed), which
+// decrypts and verifies nothing.
+func missingVersion(err error) bool {
+	return apierrors.IsNotFound(err) || errors.Is(err, keycache.ErrVersionNotFound)
+}
+
+// versionTrial tries the versions a call may need (a signature, a MAC or an
+// RSA ciphertext does not say which version made it). A version that no
+// longer exists is skipped; one whose material cannot be loaded now is
+// remembered and the others still tried, so material already in memory
+// keeps serving. When none fits, the answer is that failure (UNAVAILABLE),
+// never "does not verify" for a value that might.
+type versionTrial struct {
+	failed error
+}
+
+// loaded reports whether version's material (err from loading it) can be
+// tried.
+func (t *versionTrial) loaded(ctx context.Context, key *keycache.Key, version uint32, err error) bool {
+	if err == nil {
+		return true
+	}
+	if !missingVersion(err) && t.failed == nil {
+		t.failed = errMaterial(ctx, key, version, err)
+	}
+	return false
+}
+
+// none is the answer when no version fitted: notFitting, unless some
+// version could not be tried.
+func (t *versionTrial) none(notFitting error) error {
+	if t.failed != nil {
+		return t.failed
+	}
+	return notFitting
 }
 
 func errThrottled(namespace string, class string, retryAfter time.Duration) error {

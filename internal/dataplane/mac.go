@@ -40,7 +40,7 @@ func (s *Server) generateMac(ctx context.Context, c *call, req *kmsv1.GenerateMa
 	}
 	vk, err := s.Keys.VersionKey(ctx, key, key.CurrentVersion)
 	if err != nil {
-		return nil, errInternal()
+		return nil, errMaterial(ctx, key, key.CurrentVersion, err)
 	}
 	mac, err := spec.MAC(vk, req.Message)
 	if err != nil {
@@ -71,17 +71,18 @@ func (s *Server) verifyMac(ctx context.Context, c *call, req *kmsv1.VerifyMacReq
 	if err != nil {
 		return nil, err
 	}
+	var trial versionTrial
 	for v := key.CurrentVersion; v >= 1 && v+maxVerifyVersions > key.CurrentVersion; v-- {
 		vk, err := s.Keys.VersionKey(ctx, key, v)
-		if err != nil {
-			continue // a version that no longer exists verifies nothing
+		if !trial.loaded(ctx, key, v, err) {
+			continue
 		}
 		if spec.VerifyMAC(vk, req.Message, req.Mac) {
 			c.use(key, v)
 			return &kmsv1.VerifyMacResponse{MacValid: true, KeyId: key.KeyIDString, KeyVersion: v, MacAlgorithm: string(spec.Algorithm)}, nil
 		}
 	}
-	return nil, newError(codes.InvalidArgument, ReasonInvalidMac, "the MAC does not verify for this message and key")
+	return nil, trial.none(newError(codes.InvalidArgument, ReasonInvalidMac, "the MAC does not verify for this message and key"))
 }
 
 // macKey checks that a key can make and verify MACs with alg (default:

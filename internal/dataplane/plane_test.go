@@ -73,6 +73,8 @@ type planeOptions struct {
 	// rbac, if set, answers SubjectAccessReviews by verb; without it the
 	// plane has no authorizer (keys must have a policy).
 	rbac func(verb string) bool
+	// material, if set, loads key material instead of testMaterial.
+	material keycache.Loader
 }
 
 func newPlane(tb testing.TB, po planeOptions) *plane {
@@ -82,6 +84,9 @@ func newPlane(tb testing.TB, po planeOptions) *plane {
 		keys:   keycache.New(testMaterial),
 		access: access.NewIndex(),
 		sink:   &memSink{},
+	}
+	if po.material != nil {
+		p.keys = keycache.New(po.material)
 	}
 	o := Options{
 		Authenticator: fakeAuthenticator(func(token string) {

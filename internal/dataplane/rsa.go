@@ -62,20 +62,25 @@ func (s *Server) rsaDecrypt(ctx context.Context, c *call, req *kmsv1.DecryptRequ
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.rsaKey(ctx, c, key, key.CurrentVersion); err != nil {
+	if _, err := asymmetricKey(key, kmsv1alpha1.KeyUsageEncryptDecrypt, c.at); err != nil {
 		return nil, err
 	}
+	var trial versionTrial
 	for v := key.CurrentVersion; v >= 1 && v+maxRSADecryptVersions > key.CurrentVersion; v-- {
-		priv, err := s.rsaKey(ctx, c, key, v)
-		if err != nil {
+		parsed, err := s.privateKey(ctx, key, v)
+		if !trial.loaded(ctx, key, v, err) {
 			continue
+		}
+		priv, ok := parsed.(*rsa.PrivateKey)
+		if !ok {
+			return nil, newError(codes.InvalidArgument, ReasonInvalidKeyUsage, "key %s/%s is not an RSA key", key.Namespace, key.Name)
 		}
 		if pt, err := kmscrypto.DecryptOAEP(priv, req.EncryptionAlgorithm, req.CiphertextBlob); err == nil {
 			c.use(key, v)
 			return &kmsv1.DecryptResponse{Plaintext: pt, KeyId: key.KeyIDString, KeyVersion: v, EncryptionAlgorithm: req.EncryptionAlgorithm}, nil
 		}
 	}
-	return nil, errInvalidCiphertext()
+	return nil, trial.none(errInvalidCiphertext())
 }
 
 // rsaKey returns a version's RSA private key, once the key is an enabled
@@ -86,7 +91,7 @@ func (s *Server) rsaKey(ctx context.Context, c *call, key *keycache.Key, version
 	}
 	parsed, err := s.privateKey(ctx, key, version)
 	if err != nil {
-		return nil, errInternal()
+		return nil, errMaterial(ctx, key, version, err)
 	}
 	priv, ok := parsed.(*rsa.PrivateKey)
 	if !ok {

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	"github.com/kubekms/kubekms/internal/access"
@@ -246,8 +245,7 @@ func (s *Server) encryptWith(ctx context.Context, c *call, key *keycache.Key, pt
 	}
 	vk, err := s.Keys.VersionKey(ctx, key, key.CurrentVersion)
 	if err != nil {
-		log.FromContext(ctx).Error(err, "Could not load key material", "keyID", key.KeyIDString, "version", key.CurrentVersion)
-		return nil, errInternal()
+		return nil, errMaterial(ctx, key, key.CurrentVersion, err)
 	}
 	blob, err := kmscrypto.Encrypt(vk, key.KeyID, key.CurrentVersion, pt, ec, s.Random)
 	if err != nil {
@@ -298,8 +296,7 @@ func (s *Server) decryptCiphertext(ctx context.Context, c *call, action string, 
 		if apierrors.IsNotFound(err) || errors.Is(err, keycache.ErrVersionNotFound) {
 			return nil, nil, 0, errInvalidCiphertext()
 		}
-		log.FromContext(ctx).Error(err, "Could not load key material", "keyID", key.KeyIDString, "version", h.Version)
-		return nil, nil, 0, errInternal()
+		return nil, nil, 0, errMaterial(ctx, key, h.Version, err)
 	}
 	pt, err := kmscrypto.Decrypt(vk, blob, ec)
 	if err != nil {

@@ -35,7 +35,7 @@ func (s *Server) getPublicKey(ctx context.Context, c *call, _ *kmsv1.GetPublicKe
 	}
 	priv, err := s.privateKey(ctx, key, key.CurrentVersion)
 	if err != nil {
-		return nil, errInternal()
+		return nil, errMaterial(ctx, key, key.CurrentVersion, err)
 	}
 	der, err := x509.MarshalPKIXPublicKey(priv.Public())
 	if err != nil {
@@ -60,7 +60,7 @@ func (s *Server) sign(ctx context.Context, c *call, req *kmsv1.SignRequest) (*km
 	}
 	priv, err := s.privateKey(ctx, key, key.CurrentVersion)
 	if err != nil {
-		return nil, errInternal()
+		return nil, errMaterial(ctx, key, key.CurrentVersion, err)
 	}
 	sig, err := kmscrypto.SignWith(priv, req.SigningAlgorithm, req.MessageType, req.Message, s.Random)
 	if err != nil {
@@ -84,9 +84,10 @@ func (s *Server) verify(ctx context.Context, c *call, req *kmsv1.VerifyRequest) 
 	if err != nil {
 		return nil, err
 	}
+	var trial versionTrial
 	for v := key.CurrentVersion; v >= 1 && v+maxVerifyVersions > key.CurrentVersion; v-- {
 		priv, err := s.privateKey(ctx, key, v)
-		if err != nil {
+		if !trial.loaded(ctx, key, v, err) {
 			continue
 		}
 		if kmscrypto.VerifyWith(priv.Public(), req.SigningAlgorithm, req.MessageType, req.Message, req.Signature) == nil {
@@ -94,7 +95,7 @@ func (s *Server) verify(ctx context.Context, c *call, req *kmsv1.VerifyRequest) 
 			return &kmsv1.VerifyResponse{SignatureValid: true, KeyId: key.KeyIDString, KeyVersion: v, SigningAlgorithm: req.SigningAlgorithm}, nil
 		}
 	}
-	return nil, newError(codes.InvalidArgument, ReasonInvalidSignature, "the signature does not verify for this message and key")
+	return nil, trial.none(newError(codes.InvalidArgument, ReasonInvalidSignature, "the signature does not verify for this message and key"))
 }
 
 // signingKey authorizes action on the call's key, a SIGN_VERIFY key, and

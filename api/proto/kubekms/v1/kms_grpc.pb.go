@@ -26,6 +26,8 @@
 //   UNIMPLEMENTED                                  a method this server does not know (a client built
 //                                                  from a newer proto); every RPC below is served
 //   UNAVAILABLE         KMSInternalException       retry with backoff
+//                       KMSInvalidStateException   the root of trust is unavailable (its operators are
+//                                                  told what to restore); retry with backoff
 //                       KeyUnavailableException    GetParametersForImport: the key has no current
 //                                                  import parameters yet (being made or renewed); retry
 
