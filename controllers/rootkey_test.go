@@ -106,6 +106,61 @@ var _ = Describe("A missing local root key", func() {
 		expectNoRootKey(ctx, ns)
 	})
 
+	// Review of issue 15, finding 1: with nothing sealed yet, one replica
+	// re-created a deleted root key and rewrote the root check under it,
+	// while another replica still sealed under the old one: material sealed
+	// then was lost at the next check.
+	It("is not replaced while the root check shows one was in use, even with nothing sealed yet", func(ctx SpecContext) {
+		ns, st := rootedNamespace(ctx)
+		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, st.Sealer, st.TrialUnseal)).To(Succeed()) // what every replica does before it seals
+		deleteRootKey(ctx, ns)
+
+		_, err := seal.LoadOrCreateLocal(ctx, k8sClient, k8sClient, ns, rand.Reader)
+		Expect(err).To(MatchError(And(
+			ContainSubstring("root key Secret %s/%s is missing", ns, seal.RootKeySecretName),
+			ContainSubstring("Secret %s/%s shows a root key was in use", ns, seal.RootCheckSecretName),
+			ContainSubstring("Restore Secret %s", seal.RootKeySecretName),
+		)))
+		expectNoRootKey(ctx, ns)
+		// The replica still holding the old root seals, and its material stays readable.
+		created, err := st.Create(ctx, o, 1, []byte("0123456789abcdef0123456789abcdef"), nil, time.Now(), "")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(created).To(BeTrue())
+
+		By("deleting the root check too, which an admin does only to start over")
+		Expect(k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: seal.RootCheckSecretName}})).To(Succeed())
+		_, err = seal.LoadOrCreateLocal(ctx, k8sClient, k8sClient, ns, rand.Reader)
+		Expect(err).To(MatchError(ContainSubstring("is missing but 1 sealed Secret")), "material sealed meanwhile still counts")
+		expectNoRootKey(ctx, ns)
+	})
+
+	It("is never created by a replica that has loaded one, even with no root check and nothing sealed", func(ctx SpecContext) {
+		ns, _ := rootedNamespace(ctx)
+		deleteRootKey(ctx, ns)
+		_, err := seal.LoadLocal(ctx, k8sClient, ns)
+		Expect(err).To(MatchError(And(ContainSubstring("this manager replica has sealed under it"), ContainSubstring("restore Secret %s", seal.RootKeySecretName))))
+		expectNoRootKey(ctx, ns)
+	})
+
+	// Review of issue 15, finding 3: with no root check Secret, any root
+	// was taken for the right one, even over sealed material.
+	It("is proved against sealed material when there is no root check Secret", func(ctx SpecContext) {
+		ns, st := rootedNamespace(ctx)
+		_, err := st.Create(ctx, o, 1, []byte("0123456789abcdef0123456789abcdef"), nil, time.Now(), "")
+		Expect(err).NotTo(HaveOccurred())
+		_, other := rootedNamespace(ctx) // another root key, of another namespace
+		check := client.ObjectKey{Namespace: ns, Name: seal.RootCheckSecretName}
+
+		err = seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, other.Sealer, st.TrialUnseal)
+		Expect(err).To(MatchError(seal.ErrWrongRoot))
+		Expect(err).To(MatchError(ContainSubstring("Secret %s/%s does not unseal under the configured root of trust local", ns, keystore.SecretName(o.KeyID, 1))))
+		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, check, &corev1.Secret{}))).To(BeTrue(), "no root check is written for the wrong root")
+
+		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, st.Sealer, st.TrialUnseal)).To(Succeed())
+		Expect(k8sClient.Get(ctx, check, &corev1.Secret{})).To(Succeed())
+		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, other.Sealer, st.TrialUnseal)).To(MatchError(seal.ErrWrongRoot), "and then by the check")
+	})
+
 	It("is created when the namespace holds Secrets, but none sealed", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		Expect(k8sClient.Create(ctx, &corev1.Secret{

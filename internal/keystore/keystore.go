@@ -11,6 +11,7 @@ package keystore
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -292,7 +293,7 @@ func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec s
 // unsealSecret unseals a Secret made by createSealed, bound to aad.
 func (s *Store) unsealSecret(ctx context.Context, secret *corev1.Secret, aad []byte) ([]byte, error) {
 	if p := string(secret.Data[dataProvider]); p != s.Sealer.Provider() {
-		return nil, fmt.Errorf("sealed by root of trust %q, this manager uses %q", p, s.Sealer.Provider())
+		return nil, fmt.Errorf("%w: sealed by root of trust %q, this manager uses %q", seal.ErrWrongRoot, p, s.Sealer.Provider())
 	}
 	return s.Sealer.Unseal(ctx, secret.Data[dataSealed], aad)
 }
@@ -364,4 +365,46 @@ func mergeLabels(a, b map[string]string) map[string]string {
 	out := maps.Clone(a)
 	maps.Copy(out, b)
 	return out
+}
+
+// TrialUnseal unseals one key version (or import wrapping key) of the
+// namespace under sealer, to prove it is the root the material was sealed
+// under when there is no root check Secret to say so (seal.VerifyRoot).
+// One that does not unseal, or names another root of trust, is
+// seal.ErrWrongRoot, and so are sealed Secrets none of which can be tried;
+// with no sealed Secret at all there is nothing to prove. The material
+// unsealed is dropped at once.
+func (s *Store) TrialUnseal(ctx context.Context, sealer seal.Sealer) error {
+	list := &corev1.SecretList{}
+	if err := s.Reader.List(ctx, list, client.InNamespace(s.Namespace), client.MatchingFields{"type": string(SecretType)}); err != nil {
+		return fmt.Errorf("%w: list sealed Secrets of %s: %w", seal.ErrRootUnavailable, s.Namespace, err)
+	}
+	for _, secret := range list.Items {
+		version, err := strconv.Atoi(secret.Labels[LabelKeyVersion])
+		keyID, keySpec := secret.Labels[LabelKeyID], secret.Annotations[AnnotationKeySpec]
+		if secret.Labels[kmsv1alpha1.ComponentLabel] == ComponentImportWrappingKey {
+			version, keySpec, err = 0, wrappingKeySpec, nil
+		}
+		if secret.Type != SecretType || err != nil || keyID == "" || keySpec == "" {
+			continue // its labels were edited: it proves nothing
+		}
+		if p := string(secret.Data[dataProvider]); p != sealer.Provider() {
+			return fmt.Errorf("%w: Secret %s/%s was sealed by root of trust %q, not %s", seal.ErrWrongRoot, s.Namespace, secret.Name, p, sealer.Provider())
+		}
+		_, err = sealer.Unseal(ctx, secret.Data[dataSealed], seal.MaterialAAD(keyID, int32(version), keySpec))
+		switch {
+		case errors.Is(err, seal.ErrUnseal):
+			return fmt.Errorf("%w: Secret %s/%s does not unseal under the configured root of trust %s: configure the root it was sealed under",
+				seal.ErrWrongRoot, s.Namespace, secret.Name, sealer.Provider())
+		case err != nil:
+			return err
+		}
+		return nil
+	}
+	if len(list.Items) > 0 {
+		return fmt.Errorf("%w: none of the %d sealed Secrets of %s carries the labels that say what it seals, so none can prove the configured root of trust %s: "+
+			"restore their labels, or Secret %s, from your backup",
+			seal.ErrWrongRoot, len(list.Items), s.Namespace, sealer.Provider(), seal.RootCheckSecretName)
+	}
+	return nil
 }

@@ -78,7 +78,11 @@ func NewAWSKMS(ctx context.Context, keyID string) (*AWSKMS, error) {
 	// A round trip through the key: it also resolves an alias to the key
 	// ARN that every later call names.
 	out, err := client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("check"), EncryptionContext: awsContext([]byte(checkAAD))})
-	if err == nil {
+	if err != nil {
+		// AWS's message (account, role, request ID) goes to the log only:
+		// this error reaches Events and the RootOfTrust status.
+		err = s.unavailable(ctx, "Encrypt", err)
+	} else {
 		if out.KeyId == nil || *out.KeyId == "" {
 			err = errors.New("AWS KMS Encrypt named no key in its answer")
 		} else {

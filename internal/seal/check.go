@@ -36,12 +36,22 @@ const (
 // Secret exists, since everything new would be sealed under a root the
 // rest of the material does not know; with no sealed Secret left, the
 // check is simply rewritten under s. reader must not be a cache.
-func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, namespace string, s Sealer) error {
+//
+// With no root check Secret but sealed Secrets present (written before the
+// check existed, or the check deleted), trial, when set, must unseal some
+// of that material under s before the check is written: otherwise any root
+// would be taken for the right one.
+func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, namespace string, s Sealer, trial func(context.Context, Sealer) error) error {
 	key := types.NamespacedName{Namespace: namespace, Name: RootCheckSecretName}
 	for range 3 {
 		secret := &corev1.Secret{}
 		err := reader.Get(ctx, key, secret)
 		if apierrors.IsNotFound(err) {
+			if trial != nil {
+				if err := trial(ctx, s); err != nil {
+					return fmt.Errorf("no root check Secret %s to prove the configured root of trust %s: %w", key, s.Provider(), err)
+				}
+			}
 			err = createCheck(ctx, c, key, s)
 			if apierrors.IsAlreadyExists(err) {
 				continue // another replica wrote it first: check that one
@@ -49,7 +59,7 @@ func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, name
 			return err
 		}
 		if err != nil {
-			return fmt.Errorf("read root check Secret %s: %w", key, err)
+			return fmt.Errorf("%w: read root check Secret %s: %w", ErrRootUnavailable, key, err)
 		}
 		mismatch := checkMismatch(ctx, secret, s)
 		if mismatch == nil {
@@ -64,10 +74,10 @@ func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, name
 			return err
 		}
 		if n > 0 {
-			return fmt.Errorf("the configured root of trust %s is not the one the %d sealed Secrets of namespace %s were sealed under "+
+			return fmt.Errorf("%w: the configured root of trust %s is not the one the %d sealed Secrets of namespace %s were sealed under "+
 				"(Secret %s, sealed by root of trust %q, does not unseal: %v): configure that root again (the same root key files, AWS KMS key, or provider). "+
 				"Nothing is sealed under this one, so nothing is lost",
-				s.Provider(), n, namespace, key, string(secret.Data[checkProvider]), mismatch)
+				ErrWrongRoot, s.Provider(), n, namespace, key, string(secret.Data[checkProvider]), mismatch)
 		}
 		if err := c.Delete(ctx, secret, client.Preconditions{UID: &secret.UID}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("replace root check Secret %s: %w", key, err)

@@ -31,6 +31,52 @@ type Guarded struct {
 	mu  sync.RWMutex
 	cur Sealer
 	err error
+	// notify are called, outside mu and in order, with each new outcome.
+	notifyMu sync.Mutex
+	notify   []func(error)
+	notified time.Time // under mu
+}
+
+// notifyQuiet is how long a new message of the same class waits to be heard.
+const notifyQuiet = 5 * time.Minute
+
+// rootClass is what a check's outcome means for the manager: 0 ready,
+// 1 unavailable, 2 the wrong root.
+func rootClass(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrWrongRoot):
+		return 2
+	}
+	return 1
+}
+
+// Notify registers f to be called with the outcome of a check whenever it
+// differs from the one before (nil when the root is back), and by Run when
+// it starts with the root not ready: the manager's Events and RootOfTrust
+// status. f must not block for long.
+func (g *Guarded) Notify(f func(err error)) {
+	g.notifyMu.Lock()
+	defer g.notifyMu.Unlock()
+	g.notify = append(g.notify, f)
+}
+
+func (g *Guarded) changed(err error) {
+	g.notifyMu.Lock()
+	defer g.notifyMu.Unlock()
+	for _, f := range g.notify {
+		f(err)
+	}
+}
+
+// Err is the last check's error: nil when the root of trust is ready.
+// ErrWrongRoot in it means a root that answers but is not the one the
+// material needs; anything else, a root that is gone or unreachable.
+func (g *Guarded) Err() error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.err
 }
 
 // NewGuarded loads and verifies once; the error is returned, and the
@@ -57,7 +103,6 @@ func (g *Guarded) Check(ctx context.Context) error {
 		err = g.verify(ctx, s)
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	logger := log.Log.WithName("root-of-trust").WithValues("provider", g.provider)
 	switch {
 	case err != nil && g.err == nil:
@@ -65,20 +110,39 @@ func (g *Guarded) Check(ctx context.Context) error {
 	case err == nil && (g.err != nil || g.cur == nil):
 		logger.Info("Root of trust ready")
 	}
+	// Heard at once: a change of class (ready, unavailable, wrong root).
+	// A new message of the same class (another AWS request ID, another
+	// count of sealed Secrets) at most every notifyQuiet, lest every check
+	// be an Event.
+	now := time.Now()
+	news := rootClass(err) != rootClass(g.err) ||
+		(err != nil && err.Error() != g.err.Error() && now.Sub(g.notified) >= notifyQuiet)
+	if news {
+		g.notified = now
+	}
 	if err != nil {
 		g.err = err
-		if g.reload {
+		if g.reload && !errors.Is(err, ErrRootUnavailable) {
+			// The root key is gone (or wrong): forget it. One that could
+			// not be read for a moment (the API server) is kept and tried.
 			g.cur = nil
 		}
-		return err
+	} else {
+		g.cur, g.err = s, nil
 	}
-	g.cur, g.err = s, nil
-	return nil
+	g.mu.Unlock()
+	if news {
+		g.changed(err)
+	}
+	return err
 }
 
 // Run checks the root every interval until ctx ends (a manager Runnable on
 // every replica).
 func (g *Guarded) Run(ctx context.Context, interval time.Duration) {
+	if err := g.Err(); err != nil {
+		g.changed(err) // found before the manager could record it
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -107,7 +171,7 @@ func (g *Guarded) Provider() string { return g.provider }
 func (g *Guarded) sealer() (Sealer, error) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	if g.err != nil && (g.cur == nil || !errors.Is(g.err, ErrRootUnavailable)) {
+	if g.err != nil && (g.cur == nil || !errors.Is(g.err, ErrRootUnavailable) || errors.Is(g.err, ErrWrongRoot)) {
 		// A root that is gone or wrong seals nothing; one that answered
 		// badly once (ErrRootUnavailable) is still tried.
 		return nil, fmt.Errorf("%w: %w", ErrRootUnavailable, g.err)

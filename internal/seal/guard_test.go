@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The guard's state machine: a root that goes away makes it not ready and
@@ -34,6 +36,16 @@ func TestGuardedRecoversWithoutARestart(t *testing.T) {
 		blob, err := g.Seal(ctx, []byte("m"), nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The API server away for a moment (review finding 9): not ready,
+		// but the root key held is still used.
+		loadErr = fmt.Errorf("%w: load root key Secret ns/kubekms-root-key: connection refused", ErrRootUnavailable)
+		_ = g.Check(ctx)
+		if g.Ready(nil) == nil {
+			t.Fatal("ready while the root key cannot be read")
+		}
+		if got, err := g.Unseal(ctx, blob, nil); err != nil || string(got) != "m" {
+			t.Fatalf("Unseal while the API server is away = %q, %v; want the held root key used", got, err)
 		}
 		// Deleted while running: refused again at the next check.
 		loadErr = errors.New("gone")
@@ -68,4 +80,41 @@ func TestGuardedRecoversWithoutARestart(t *testing.T) {
 			t.Fatalf("after recovery: %v, %v", err, g.Ready(nil))
 		}
 	})
+}
+
+// Notify hears each change of outcome once (the Events and the
+// RootOfTrust status), not every check, and Run repeats an outcome found
+// before anyone could listen.
+func TestGuardedNotifiesChanges(t *testing.T) {
+	ctx := context.Background()
+	root := testSealer(t, 1, 1)
+	loadErr := errors.New("root key Secret ns/kubekms-root-key is missing")
+	g, _ := NewGuarded(ctx, "local", true, func(context.Context) (Sealer, error) { return root, loadErr },
+		func(context.Context, Sealer) error { return nil })
+	var heard []string
+	g.Notify(func(err error) {
+		if err == nil {
+			heard = append(heard, "ready")
+		} else {
+			heard = append(heard, err.Error())
+		}
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	cancel()
+	g.Run(runCtx, time.Hour) // ends at once, after telling what NewGuarded found
+	_ = g.Check(ctx)         // the same outcome: nothing new
+	loadErr = fmt.Errorf("%w: another key", ErrWrongRoot)
+	_ = g.Check(ctx) // another class: heard
+	loadErr = fmt.Errorf("%w: yet another key (request ID 2)", ErrWrongRoot)
+	_ = g.Check(ctx) // the same class, another message, just after: not yet
+	loadErr = nil
+	_ = g.Check(ctx)
+	_ = g.Check(ctx)
+	want := []string{"root key Secret ns/kubekms-root-key is missing", "wrong root of trust: another key", "ready"}
+	if !slices.Equal(heard, want) {
+		t.Fatalf("heard %q, want %q", heard, want)
+	}
+	if g.Err() != nil {
+		t.Fatalf("Err after recovery = %v", g.Err())
+	}
 }

@@ -80,7 +80,29 @@ func LoadOrCreateLocal(ctx context.Context, c client.Client, reader client.Reade
 		secret, err = createRootKey(ctx, c, reader, key, random)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load root key Secret %s: %w", key, err)
+		return nil, fmt.Errorf("%w: load root key Secret %s: %w", ErrRootUnavailable, key, err)
+	}
+	return localFromSecret(secret)
+}
+
+// LoadLocal is LoadOrCreateLocal for a process that has loaded the root key
+// before: it never creates one. Whatever is missing besides the Secret (the
+// root check, the sealed material), this process may have sealed under the
+// old root key moments ago, so only a restore, or a restart, brings a root
+// back.
+func LoadLocal(ctx context.Context, reader client.Reader, namespace string) (*AESGCM, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: RootKeySecretName}
+	secret := &corev1.Secret{}
+	err := reader.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		if err := refuseNewRootKey(ctx, reader, key); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("root key Secret %s is missing, and this manager replica has sealed under it: restore Secret %s in namespace %s from your backup; "+
+			"the manager takes it up without a restart. It never replaces a root key it has used; restart it to begin with a new one", key, key.Name, key.Namespace)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: load root key Secret %s: %w", ErrRootUnavailable, key, err)
 	}
 	return localFromSecret(secret)
 }
@@ -96,13 +118,26 @@ func refuseNewRootKey(ctx context.Context, reader client.Reader, key types.Names
 	check := &corev1.Secret{}
 	if n > 0 && reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: RootCheckSecretName}, check) == nil {
 		if p := string(check.Data[checkProvider]); p != LocalProvider {
-			return fmt.Errorf("the configured root of trust local is not the one the %d sealed Secrets of namespace %s were sealed under "+
+			return fmt.Errorf("%w: the configured root of trust local is not the one the %d sealed Secrets of namespace %s were sealed under "+
 				"(Secret %s/%s says root of trust %q): start the manager with that root of trust again; no local root key is created",
-				n, key.Namespace, key.Namespace, RootCheckSecretName, p)
+				ErrWrongRoot, n, key.Namespace, key.Namespace, RootCheckSecretName, p)
 		}
 	}
 	if n > 0 {
 		return &MissingRootKeyError{Namespace: key.Namespace, Name: key.Name, Sealed: n}
+	}
+	// Nothing sealed yet, but a local root key was verified here: another
+	// replica may hold it and seal under it at any moment, so a new one
+	// would orphan that material.
+	err = reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: RootCheckSecretName}, check)
+	if err == nil && string(check.Data[checkProvider]) == LocalProvider {
+		return fmt.Errorf("root key Secret %s is missing and Secret %s/%s shows a root key was in use: another replica may still seal under it. "+
+			"Restore Secret %s in namespace %s from your backup; the manager takes it up without a restart. "+
+			"Only to start over with a new root key when nothing was sealed under the old one, stop every manager replica and delete Secret %s",
+			key, key.Namespace, RootCheckSecretName, key.Name, key.Namespace, RootCheckSecretName)
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("root key Secret %s is missing; read root check Secret: %w", key, err)
 	}
 	return nil
 }

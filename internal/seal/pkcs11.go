@@ -5,9 +5,11 @@ package seal
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -36,6 +38,13 @@ type PKCS11 struct {
 	session pkcs11.SessionHandle
 	key     pkcs11.ObjectHandle
 	open    bool
+	// openErr is the last failure to open a session, at openFailed.
+	openErr    error
+	openFailed time.Time
+	// pinned is a value sealed by the key found at start: a key found
+	// again after a reopen must unseal it, so a key replaced under the
+	// same label is refused, not used.
+	pinned []byte
 }
 
 // NewPKCS11 loads the module, logs in to the token and finds the key; a
@@ -45,20 +54,22 @@ func NewPKCS11(ctx context.Context, cfg PKCS11Config) (*PKCS11, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &PKCS11{cfg: cfg, ctx: pkcs11.New(cfg.Module)}
-	if p.ctx == nil {
-		return nil, fmt.Errorf("PKCS#11 module %s cannot be loaded (a shared library for this platform is needed)", cfg.Module)
+	module, err := loadModule(cfg.Module)
+	if err != nil {
+		return nil, err
 	}
-	if err := p.ctx.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-		return nil, fmt.Errorf("PKCS#11 module %s: initialize: %w", cfg.Module, err)
-	}
+	p := &PKCS11{cfg: cfg, ctx: module}
 	p.mu.Lock()
-	err := p.openLocked()
+	err = p.openLocked()
 	p.mu.Unlock()
 	if err == nil {
 		var blob []byte
-		if blob, err = p.Seal(ctx, []byte("check"), []byte(checkAAD)); err == nil {
-			_, err = p.Unseal(ctx, blob, []byte(checkAAD))
+		if blob, err = p.Seal(ctx, []byte(checkValue), []byte(checkAAD)); err == nil {
+			if _, err = p.Unseal(ctx, blob, []byte(checkAAD)); err == nil {
+				p.mu.Lock()
+				p.pinned = blob
+				p.mu.Unlock()
+			}
 		}
 	}
 	if err != nil {
@@ -68,27 +79,71 @@ func NewPKCS11(ctx context.Context, cfg PKCS11Config) (*PKCS11, error) {
 	return p, nil
 }
 
-// openLocked opens a session on the token, logs in and finds the key.
+// modules are the PKCS#11 modules this process loaded and initialized,
+// by path: each once, and never unloaded (a module's C_Finalize ends every
+// session of the process, and unloading an initialized module can crash
+// it), however often a root that is down is tried again.
+var modules struct {
+	sync.Mutex
+	m map[string]*pkcs11.Ctx
+}
+
+func loadModule(path string) (*pkcs11.Ctx, error) {
+	modules.Lock()
+	defer modules.Unlock()
+	if c, ok := modules.m[path]; ok {
+		return c, nil
+	}
+	c := pkcs11.New(path)
+	if c == nil {
+		return nil, fmt.Errorf("PKCS#11 module %s cannot be loaded (a shared library for this platform is needed)", path)
+	}
+	if err := c.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		c.Destroy() // not initialized: safe to unload
+		return nil, fmt.Errorf("PKCS#11 module %s: initialize: %w", path, err)
+	}
+	if modules.m == nil {
+		modules.m = map[string]*pkcs11.Ctx{}
+	}
+	modules.m[path] = c
+	return c, nil
+}
+
+// reopenEvery limits how often a session that cannot be opened is tried
+// again, whatever the rate of calls: each try is a login on the HSM.
+const reopenEvery = time.Second
+
+// openLocked opens a session on the token, logs in and finds the key; a
+// failure is kept, and answered again without a try, for reopenEvery.
 func (p *PKCS11) openLocked() error {
+	if p.openErr != nil && time.Since(p.openFailed) < reopenEvery {
+		return p.openErr
+	}
+	err := p.tryOpenLocked()
+	p.openErr, p.openFailed = err, time.Now()
+	return err
+}
+
+// tryOpenLocked opens a session on the token, logs in and finds the key.
+func (p *PKCS11) tryOpenLocked() error {
 	slots, err := p.ctx.GetSlotList(true)
 	if err != nil {
 		return fmt.Errorf("%w: list PKCS#11 slots: %w", ErrRootUnavailable, err)
 	}
-	var labels []string
 	slot, found := uint(0), false
 	for _, s := range slots {
 		info, err := p.ctx.GetTokenInfo(s)
 		if err != nil {
 			continue
 		}
-		labels = append(labels, info.Label)
 		if info.Label == p.cfg.TokenLabel {
 			slot, found = s, true
 			break
 		}
 	}
 	if !found {
-		return fmt.Errorf("%w: no PKCS#11 token labelled %q (tokens present: %q)", ErrRootUnavailable, p.cfg.TokenLabel, labels)
+		// Other tokens' labels are not named: this reaches Events.
+		return fmt.Errorf("%w: no PKCS#11 token labelled %q in the %d slots with a token", ErrRootUnavailable, p.cfg.TokenLabel, len(slots))
 	}
 	session, err := p.ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
 	if err != nil {
@@ -96,23 +151,83 @@ func (p *PKCS11) openLocked() error {
 	}
 	pin, err := p.cfg.pin()
 	if err == nil {
-		err = p.ctx.Login(session, pkcs11.CKU_USER, pin)
-		if errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
-			err = nil
-		}
-		if err != nil {
-			err = fmt.Errorf("%w: log in to token %q: %w", ErrRootUnavailable, p.cfg.TokenLabel, err)
-		}
+		err = p.login(session, pin)
 	}
+	var key pkcs11.ObjectHandle
 	if err == nil {
-		p.key, err = p.findKeyLocked(session)
+		key, err = p.findKeyLocked(session)
+	}
+	if err == nil && p.pinned != nil {
+		pt, _, perr := p.gcm(session, key, false, p.pinned[1:1+pkcs11IVSize], fullAAD(p.pinned[:1], []byte(checkAAD)), p.pinned[1+pkcs11IVSize:])
+		if perr != nil || string(pt) != checkValue {
+			err = fmt.Errorf("%w: the AES key labelled %q on token %q is not the key this manager started with (it was replaced, or another key took its label): "+
+				"restore the original key in the HSM; nothing is sealed or unsealed until then", ErrWrongRoot, p.cfg.KeyLabel, p.cfg.TokenLabel)
+		}
 	}
 	if err != nil {
 		_ = p.ctx.CloseSession(session)
 		return err
 	}
-	p.session, p.open = session, true
+	p.session, p.key, p.open = session, key, true
 	return nil
+}
+
+// gcm runs one AES-GCM encryption or decryption of in in the HSM and
+// returns the IV it used (an HSM may choose its own when encrypting).
+func (p *PKCS11) gcm(session pkcs11.SessionHandle, key pkcs11.ObjectHandle, encrypt bool, iv, aad, in []byte) (out, usedIV []byte, err error) {
+	params := pkcs11.NewGCMParams(iv, aad, pkcs11TagBits)
+	defer params.Free()
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}
+	if encrypt {
+		if err = p.ctx.EncryptInit(session, mech, key); err == nil {
+			out, err = p.ctx.Encrypt(session, in)
+		}
+	} else if err = p.ctx.DecryptInit(session, mech, key); err == nil {
+		out, err = p.ctx.Decrypt(session, in)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, params.IV(), nil
+}
+
+// refusedPINs remembers, per module and token, the PIN the token refused
+// last, so that it is not tried again (every few seconds, by every
+// reopen and root check) until the PIN file changes: HSMs lock a user out
+// after a few wrong PINs.
+var refusedPINs struct {
+	sync.Mutex
+	m map[string]refusedPIN
+}
+
+type refusedPIN struct {
+	sum [sha256.Size]byte
+	err error
+}
+
+func (p *PKCS11) login(session pkcs11.SessionHandle, pin string) error {
+	token := p.cfg.Module + "\x00" + p.cfg.TokenLabel
+	sum := sha256.Sum256([]byte(pin))
+	refusedPINs.Lock()
+	defer refusedPINs.Unlock()
+	if r, ok := refusedPINs.m[token]; ok && r.sum == sum {
+		return fmt.Errorf("%w: log in to token %q: the PIN in %s was refused (%w) and is not tried again until that file changes, lest the token lock",
+			ErrRootUnavailable, p.cfg.TokenLabel, p.cfg.PINFile, r.err)
+	}
+	err := p.ctx.Login(session, pkcs11.CKU_USER, pin)
+	switch {
+	case err == nil, errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)):
+		delete(refusedPINs.m, token)
+		return nil
+	case errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)), errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LOCKED)),
+		errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_EXPIRED)), errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LEN_RANGE)),
+		errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INVALID)):
+		if refusedPINs.m == nil {
+			refusedPINs.m = map[string]refusedPIN{}
+		}
+		refusedPINs.m[token] = refusedPIN{sum: sum, err: err}
+	}
+	return fmt.Errorf("%w: log in to token %q: %w", ErrRootUnavailable, p.cfg.TokenLabel, err)
 }
 
 func (p *PKCS11) findKeyLocked(session pkcs11.SessionHandle) (pkcs11.ObjectHandle, error) {
@@ -149,17 +264,19 @@ func (p *PKCS11) Seal(_ context.Context, plaintext, aad []byte) ([]byte, error) 
 	if _, err := rand.Read(out[1:]); err != nil {
 		return nil, err
 	}
-	ct, err := p.do(func() ([]byte, error) {
-		params := pkcs11.NewGCMParams(out[1:], fullAAD(out[:1], aad), pkcs11TagBits)
-		defer params.Free()
-		if err := p.ctx.EncryptInit(p.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, p.key); err != nil {
-			return nil, err
-		}
-		return p.ctx.Encrypt(p.session, plaintext)
+	var iv []byte
+	ct, err := p.do(func() (ct []byte, err error) {
+		ct, iv, err = p.gcm(p.session, p.key, true, out[1:], fullAAD(out[:1], aad), plaintext)
+		return ct, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: HSM encrypt: %w", ErrRootUnavailable, err)
 	}
+	if len(iv) != pkcs11IVSize {
+		return nil, fmt.Errorf("%w: HSM encrypt used a %d-byte IV, want %d", ErrRootUnavailable, len(iv), pkcs11IVSize)
+	}
+	// An HSM may have chosen its own IV: store the one it used.
+	copy(out[1:], iv)
 	return append(out, ct...), nil
 }
 
@@ -169,12 +286,8 @@ func (p *PKCS11) Unseal(_ context.Context, blob, aad []byte) ([]byte, error) {
 		return nil, ErrUnseal
 	}
 	pt, err := p.do(func() ([]byte, error) {
-		params := pkcs11.NewGCMParams(blob[1:1+pkcs11IVSize], fullAAD(blob[:1], aad), pkcs11TagBits)
-		defer params.Free()
-		if err := p.ctx.DecryptInit(p.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, p.key); err != nil {
-			return nil, err
-		}
-		return p.ctx.Decrypt(p.session, blob[1+pkcs11IVSize:])
+		pt, _, err := p.gcm(p.session, p.key, false, blob[1:1+pkcs11IVSize], fullAAD(blob[:1], aad), blob[1+pkcs11IVSize:])
+		return pt, err
 	})
 	switch {
 	case errors.Is(err, pkcs11.Error(pkcs11.CKR_ENCRYPTED_DATA_INVALID)), errors.Is(err, pkcs11.Error(pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE)):
@@ -196,22 +309,17 @@ func (p *PKCS11) healthy() bool {
 	if _, err := rand.Read(iv); err != nil {
 		return false
 	}
-	crypt := func(init func(pkcs11.SessionHandle, []*pkcs11.Mechanism, pkcs11.ObjectHandle) error,
-		run func(pkcs11.SessionHandle, []byte) ([]byte, error), in []byte) ([]byte, error) {
-		return p.do(func() ([]byte, error) {
-			params := pkcs11.NewGCMParams(iv, []byte(checkAAD), pkcs11TagBits)
-			defer params.Free()
-			if err := init(p.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, p.key); err != nil {
-				return nil, err
-			}
-			return run(p.session, in)
+	crypt := func(encrypt bool, in []byte) ([]byte, error) {
+		return p.do(func() (out []byte, err error) {
+			out, iv, err = p.gcm(p.session, p.key, encrypt, iv, []byte(checkAAD), in)
+			return out, err
 		})
 	}
-	ct, err := crypt(p.ctx.EncryptInit, p.ctx.Encrypt, []byte(checkValue))
+	ct, err := crypt(true, []byte(checkValue))
 	if err != nil {
 		return false
 	}
-	pt, err := crypt(p.ctx.DecryptInit, p.ctx.Decrypt, ct)
+	pt, err := crypt(false, ct)
 	return err == nil && string(pt) == checkValue
 }
 
@@ -229,7 +337,8 @@ func (p *PKCS11) do(op func() ([]byte, error)) ([]byte, error) {
 	if errors.Is(err, pkcs11.Error(pkcs11.CKR_SESSION_HANDLE_INVALID)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_SESSION_CLOSED)) ||
 		errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED)) ||
 		errors.Is(err, pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_OBJECT_HANDLE_INVALID)) ||
-		errors.Is(err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) {
+		errors.Is(err, pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID)) || errors.Is(err, pkcs11.Error(pkcs11.CKR_DEVICE_ERROR)) ||
+		errors.Is(err, pkcs11.Error(pkcs11.CKR_TOKEN_NOT_RECOGNIZED)) {
 		p.open = false
 		if err := p.openLocked(); err != nil {
 			return nil, err

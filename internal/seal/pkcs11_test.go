@@ -132,3 +132,64 @@ func BenchmarkUnsealPKCS11(b *testing.B) {
 		}
 	}
 }
+
+// Review of issue 15, finding 2: after a reopen the key was found again by
+// label alone, so a key swapped in under the same label sealed new
+// material that the real root could never unseal.
+func TestPKCS11RefusesAKeySwappedUnderItsLabel(t *testing.T) {
+	ctx := context.Background()
+	h := softHSM(t, "swap-root")
+	s, err := NewPKCS11(ctx, hsmConfig(h, "swap-root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	blob, err := s.Seal(ctx, []byte("material"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.DestroyKeys("swap-root"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.GenerateKey("swap-root", testenv.SoftHSMPIN); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // as an HSM restart or a token re-inserted would: the next call reopens
+	if _, err := s.Seal(ctx, []byte("new material"), nil); !errors.Is(err, ErrWrongRoot) || !strings.Contains(err.Error(), "not the key this manager started with") {
+		t.Fatalf("Seal under a swapped key = %v; want ErrWrongRoot", err)
+	}
+	if _, err := s.Unseal(ctx, blob, nil); !errors.Is(err, ErrWrongRoot) || errors.Is(err, ErrUnseal) {
+		t.Fatalf("Unseal under a swapped key = %v; want ErrWrongRoot, not a bad blob", err)
+	}
+}
+
+// Review of issue 15, finding 4: a wrong PIN was tried again on every
+// check and call, which locks a real HSM's user out.
+func TestPKCS11DoesNotRetryARefusedPIN(t *testing.T) {
+	ctx := context.Background()
+	h := softHSM(t, "pin-root")
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinFile, []byte("9999-wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := hsmConfig(h, "pin-root")
+	cfg.PINFile = pinFile
+	if _, err := NewPKCS11(ctx, cfg); err == nil || !strings.Contains(err.Error(), "CKR_PIN_INCORRECT") || strings.Contains(err.Error(), "not tried again") {
+		t.Fatalf("first try with a wrong PIN = %v; want the token's CKR_PIN_INCORRECT", err)
+	}
+	_, err := NewPKCS11(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "is not tried again until that file changes") || !strings.Contains(err.Error(), "CKR_PIN_INCORRECT") {
+		t.Fatalf("second try with the same wrong PIN = %v; want it not tried", err)
+	}
+	if strings.Contains(err.Error(), "9999-wrong") {
+		t.Fatalf("the error shows the PIN: %v", err)
+	}
+	if err := os.WriteFile(pinFile, []byte(testenv.SoftHSMPIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewPKCS11(ctx, cfg)
+	if err != nil {
+		t.Fatalf("after the PIN file was fixed: %v", err)
+	}
+	s.Close()
+}

@@ -40,6 +40,11 @@ var ErrUnseal = errors.New("sealed material does not unseal: it is corrupt, was 
 // ErrUnseal.
 var ErrRootUnavailable = errors.New("root of trust unavailable")
 
+// ErrWrongRoot is wrapped by errors that say a root of trust answers but
+// is not the one the sealed material was sealed under (another root key,
+// AWS key or provider).
+var ErrWrongRoot = errors.New("wrong root of trust")
+
 const (
 	blobFormat = 1
 	headerLen  = 1 + 4 // format, root key version

@@ -39,14 +39,15 @@ func StartSoftHSM(keyLabels ...string) (*SoftHSM, error) {
 		return nil, softHSM.err
 	}
 	for _, label := range keyLabels {
-		if err := softHSM.h.GenerateKey(label, softHSMPIN); err != nil {
+		if err := softHSM.h.GenerateKey(label, SoftHSMPIN); err != nil {
 			return nil, fmt.Errorf("generate HSM key %q: %w", label, err)
 		}
 	}
 	return softHSM.h, nil
 }
 
-const softHSMPIN = "1234-kubekms"
+// SoftHSMPIN is the user PIN of the test token.
+const SoftHSMPIN = "1234-kubekms"
 
 func initSoftHSM() (*SoftHSM, error) {
 	if _, err := os.Stat(SoftHSMModule); err != nil {
@@ -68,10 +69,10 @@ func initSoftHSM() (*SoftHSM, error) {
 		return nil, err
 	}
 	h := &SoftHSM{Module: SoftHSMModule, TokenLabel: "kubekms", PINFile: filepath.Join(dir, "pin")}
-	if err := os.WriteFile(h.PINFile, []byte(softHSMPIN+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(h.PINFile, []byte(SoftHSMPIN+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", h.TokenLabel, "--pin", softHSMPIN, "--so-pin", "5678-kubekms")
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", h.TokenLabel, "--pin", SoftHSMPIN, "--so-pin", "5678-kubekms")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("softhsm2-util --init-token: %w: %s", err, out)
 	}
@@ -80,6 +81,46 @@ func initSoftHSM() (*SoftHSM, error) {
 
 // GenerateKey makes an AES-256 key labelled label on the token.
 func (h *SoftHSM) GenerateKey(label, pin string) error {
+	return h.withSession(pin, func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+		_, err := p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		})
+		return err
+	})
+}
+
+// DestroyKeys destroys every key labelled label on the token, as an HSM
+// admin (or an attacker with the PIN) could.
+func (h *SoftHSM) DestroyKeys(label string) error {
+	return h.withSession(SoftHSMPIN, func(p *pkcs11.Ctx, s pkcs11.SessionHandle) error {
+		if err := p.FindObjectsInit(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}); err != nil {
+			return err
+		}
+		objs, _, err := p.FindObjects(s, 16)
+		_ = p.FindObjectsFinal(s)
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if err := p.DestroyObject(s, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// withSession runs f in a read-write session on the token, logged in.
+func (h *SoftHSM) withSession(pin string, f func(*pkcs11.Ctx, pkcs11.SessionHandle) error) error {
 	p := pkcs11.New(h.Module)
 	if p == nil {
 		return errors.New("load " + h.Module)
@@ -104,19 +145,7 @@ func (h *SoftHSM) GenerateKey(label, pin string) error {
 		if err := p.Login(s, pkcs11.CKU_USER, pin); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
 			return err
 		}
-		_, err = p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		})
-		return err
+		return f(p, s)
 	}
 	return fmt.Errorf("no token labelled %s", h.TokenLabel)
 }

@@ -382,7 +382,14 @@ var _ = Describe("The Dockerfile", func() {
 		Expect(string(dockerfile)).To(MatchRegexp(`(?m)^ENV CGO_ENABLED=1$`))
 		Expect(string(dockerfile)).To(ContainSubstring(fmt.Sprintf("RUN go build %s -o /out/manager ./cmd/manager", strings.TrimSpace(string(build[1])))))
 		Expect(string(dockerfile)).To(MatchRegexp(`(?m)^USER 65532:65532$`))
-		Expect(string(dockerfile)).To(ContainSubstring("FROM gcr.io/distroless/base-debian12:nonroot"), "glibc, for the vendor's library")
+		// glibc, for the vendor's library, and no newer at build time than
+		// at run time: the same Debian release in both stages.
+		builder := regexp.MustCompile(`(?m)^FROM golang:[0-9.]+-(\w+) AS build$`).FindSubmatch(dockerfile)
+		runtime := regexp.MustCompile(`(?m)^FROM gcr\.io/distroless/base-debian(\d+):nonroot$`).FindSubmatch(dockerfile)
+		Expect(builder).NotTo(BeNil(), "the build stage names its Debian release")
+		Expect(runtime).NotTo(BeNil(), "the image runs on distroless base (glibc)")
+		Expect(map[string]string{"bookworm": "12", "trixie": "13"}).To(HaveKeyWithValue(string(builder[1]), string(runtime[1])),
+			"built on Debian %s, run on Debian %s", builder[1], runtime[1])
 	})
 })
 
