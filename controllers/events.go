@@ -17,6 +17,10 @@ const (
 	ReasonImported          = "Imported"
 	ReasonImportFailed      = "ImportFailed"
 	ReasonMaterialExpired   = "MaterialExpired"
+	// On the RootOfTrust, from each replica's root check.
+	ReasonRootOfTrustUnavailable = "RootOfTrustUnavailable"
+	ReasonWrongRootOfTrust       = "WrongRootOfTrust"
+	ReasonRootOfTrustReady       = "RootOfTrustReady"
 
 	StepCreateMaterial   = "CreateMaterial"
 	StepRotate           = "Rotate"
@@ -26,4 +30,5 @@ const (
 	StepDestroyMaterial  = "DestroyMaterial"
 	StepValidate         = "Validate"
 	StepImportMaterial   = "ImportMaterial"
+	StepCheckRootOfTrust = "CheckRootOfTrust"
 )

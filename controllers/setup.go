@@ -24,6 +24,11 @@ type Config struct {
 	KeyController, RetentionController controller.Options
 	// CAPEM, when set, is published to every namespace (CABundlePublisher).
 	CAPEM []byte
+	// RootOfTrust, when set, is reported in the RootOfTrust of Namespace
+	// (RootOfTrustReconciler), as seen by the replica named ReportedBy.
+	RootOfTrust RootState
+	Namespace   string
+	ReportedBy  string
 }
 
 // Setup registers every kubekms controller with the manager.
@@ -53,6 +58,11 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}
 	if err := (&KeyGrantReconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("kubekms-keygrant-controller"), Clock: cfg.Clock}).SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if cfg.RootOfTrust != nil {
+		if err := (&RootOfTrustReconciler{Client: mgr.GetClient(), Namespace: cfg.Namespace, Root: cfg.RootOfTrust, ReportedBy: cfg.ReportedBy}).SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 	if len(cfg.CAPEM) == 0 {
 		return nil

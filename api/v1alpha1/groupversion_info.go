@@ -22,6 +22,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Key{}, &KeyList{},
 		&KeyPolicy{}, &KeyPolicyList{},
 		&KeyGrant{}, &KeyGrantList{},
+		&RootOfTrust{}, &RootOfTrustList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

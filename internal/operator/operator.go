@@ -22,7 +22,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -184,6 +186,11 @@ type Operator struct {
 
 	opts      Options
 	clientset kubernetes.Interface
+	// replica is this process's host name, for the root-of-trust reports.
+	replica string
+	// rootLoaded: the local root key was loaded once; it is never created
+	// again by this process.
+	rootLoaded atomic.Bool
 }
 
 // NewScheme is the scheme every kubekms client uses: the built-in types and
@@ -260,9 +267,13 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	// RootCheckInterval (docs/root-of-trust.md).
 	op.RootOfTrust, err = seal.NewGuarded(ctx, opts.RootOfTrust, opts.RootOfTrust == RootOfTrustLocal, op.loadRootOfTrust,
 		func(ctx context.Context, s seal.Sealer) error {
-			return seal.VerifyRoot(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, s)
+			trial := (&keystore.Store{Reader: mgr.GetAPIReader(), Namespace: opts.Namespace}).TrialUnseal
+			return seal.VerifyRoot(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, s, trial)
 		})
-	// Its error is logged by the check itself and kept for readiness.
+	// Its error is logged by the check itself and kept for readiness; each
+	// change is an Event on the RootOfTrust, from every replica.
+	op.replica, _ = os.Hostname()
+	op.RootOfTrust.Notify(controllers.RootOfTrustEvents(mgr.GetEventRecorder("kubekms-root-of-trust"), mgr.GetAPIReader(), opts.Namespace, op.replica, opts.RootOfTrust))
 	if op.Sealer, err = seal.Instrument(op.RootOfTrust, ctrlmetrics.Registry); err != nil {
 		return nil, err
 	}
@@ -376,6 +387,9 @@ func (op *Operator) addControllers() error {
 		ImportPollInterval:     c.ImportPollInterval,
 		KeyController:          controller.Options{MaxConcurrentReconciles: max(c.MaxConcurrentKeys, 1)},
 		CAPEM:                  op.CA.CertPEM,
+		RootOfTrust:            op.RootOfTrust,
+		Namespace:              op.opts.Namespace,
+		ReportedBy:             op.replica,
 	})
 }
 
@@ -509,10 +523,19 @@ func (op *Operator) loadRootOfTrust(ctx context.Context) (seal.Sealer, error) {
 		}
 		return s, nil
 	default:
+		if op.rootLoaded.Load() {
+			// Once used, a root key is only ever re-read, never replaced.
+			s, err := seal.LoadLocal(ctx, op.Manager.GetAPIReader(), op.opts.Namespace)
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
+		}
 		s, err := seal.LoadOrCreateLocal(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.opts.Random)
 		if err != nil {
 			return nil, err
 		}
+		op.rootLoaded.Store(true)
 		return s, nil
 	}
 }

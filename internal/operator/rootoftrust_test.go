@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,10 +21,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -270,11 +274,70 @@ func exerciseRoot(t *testing.T, opts, wrong operator.Options, roots func() (same
 			t.Fatalf("another %s root key unsealed material (or failed otherwise): %v", opts.RootOfTrust, err)
 		}
 	}
-	for _, w := range []operator.Options{wrong, {RootOfTrust: operator.RootOfTrustLocal}} {
+	for i, w := range []operator.Options{wrong, {RootOfTrust: operator.RootOfTrustLocal}} {
 		w.Namespace, w.SeveralPerProcess = testenv.OperatorNamespace, true
+		wrongListening := make(chan net.Addr, 1)
+		wrongStarted := time.Now().Add(-time.Second) // Event times are in microseconds
+		if i == 0 {
+			w.DataPlane = &dataplane.Config{Addr: "127.0.0.1:0", Registry: prometheus.NewRegistry(), UsageInterval: -1, Listening: wrongListening}
+			w.Serving = opts.Serving
+		}
 		wop, err := operator.New(ctx, env.Config, w)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			// Its data plane answers UNAVAILABLE with a reason a client
+			// can act on (retry), not a panic or "invalid ciphertext".
+			wctx, wcancel := context.WithCancel(ctx)
+			wdone := make(chan error, 1)
+			go func() { wdone <- wop.Start(wctx) }()
+			wpool := x509.NewCertPool()
+			wpool.AddCert(wop.CA.Cert)
+			wcc, err := grpc.NewClient((<-wrongListening).String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: wpool})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wkms := kmsv1.NewKeyManagementServiceClient(wcc)
+			var derr error
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				_, derr = wkms.Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: ct1})
+				if status.Code(derr) == codes.Unavailable || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond) // its key cache and RBAC may lag
+			}
+			if status.Code(derr) != codes.Unavailable || dataplane.ReasonOf(derr) != dataplane.ReasonInvalidState ||
+				!strings.Contains(derr.Error(), "root of trust is unavailable") {
+				t.Fatalf("Decrypt through a manager with the wrong root = %v; want UNAVAILABLE, %s, naming the root of trust", derr, dataplane.ReasonInvalidState)
+			}
+			// Its replica says so too, in an Event on the RootOfTrust
+			// (whose status is the leader's view: the other manager here).
+			var said []string
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				said = nil
+				list := &eventsv1.EventList{}
+				if err := c.List(ctx, list, client.InNamespace(testenv.OperatorNamespace)); err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range list.Items {
+					if e.Regarding.Kind == "RootOfTrust" && e.Regarding.Name == kmsv1alpha1.RootOfTrustName && e.EventTime.After(wrongStarted) {
+						said = append(said, e.Type+" "+e.Reason+": "+e.Note)
+					}
+				}
+				if slices.ContainsFunc(said, func(e string) bool { return strings.HasPrefix(e, "Warning WrongRootOfTrust: ") }) {
+					break
+				}
+			}
+			if !slices.ContainsFunc(said, func(e string) bool {
+				return strings.HasPrefix(e, "Warning WrongRootOfTrust: ") && strings.Contains(e, "were sealed under")
+			}) {
+				t.Fatalf("Events on the RootOfTrust with the wrong root = %q; want Warning WrongRootOfTrust naming the sealed Secrets", said)
+			}
+			_ = wcc.Close()
+			wcancel()
+			<-wdone
 		}
 		// Up, but not ready, saying why, and sealing nothing.
 		err = wop.RootOfTrust.Ready(nil)

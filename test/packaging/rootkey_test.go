@@ -12,12 +12,47 @@ import (
 	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/testenv"
 )
+
+// rootOfTrust is the namespace's RootOfTrust Ready condition as
+// "Status/Reason: message" and its provider ("" while it is missing).
+func rootOfTrust(ctx SpecContext, ns string) func() string {
+	return func() string {
+		rot := &kmsv1alpha1.RootOfTrust{}
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: kmsv1alpha1.RootOfTrustName}, rot); err != nil {
+			return err.Error()
+		}
+		c := meta.FindStatusCondition(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionReady)
+		if c == nil {
+			return "no Ready condition"
+		}
+		return rot.Status.Provider + " " + string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}
+}
+
+// rootEvents lists "type reason: note" of the Events about the namespace's
+// RootOfTrust.
+func rootEvents(ctx SpecContext, ns string) func() []string {
+	return func() []string {
+		list := &eventsv1.EventList{}
+		Expect(admin.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		var out []string
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "RootOfTrust" && e.Regarding.Name == kmsv1alpha1.RootOfTrustName {
+				out = append(out, e.Type+" "+e.Reason+": "+e.Note)
+			}
+		}
+		return out
+	}
+}
 
 // Finding 10 of issue 12: with the root key Secret deleted, the manager used
 // to start with a new root key under which no key unseals. Issue 15: it
@@ -64,6 +99,7 @@ var _ = Describe("The manager binary, when the root key Secret is missing but se
 		saved := &corev1.Secret{}
 		Eventually(func() error { return admin.Get(ctx, rootKey, saved) }, 30*time.Second).Should(Succeed())
 		Eventually(mgr.Err, 30*time.Second).Should(gbytes.Say("Root of trust ready"))
+		Eventually(rootOfTrust(ctx, ns), 30*time.Second).Should(HavePrefix("local True/Ready: "))
 		mgr.Interrupt().Wait(20 * time.Second)
 
 		// Material sealed under it, then the root key deleted.
@@ -86,11 +122,23 @@ var _ = Describe("The manager binary, when the root key Secret is missing but se
 			return apierrors.IsNotFound(admin.Get(ctx, rootKey, &corev1.Secret{}))
 		}, 2*time.Second, 200*time.Millisecond).Should(BeTrue(), "no new root key is created")
 
+		// What to restore is on the RootOfTrust too, for kubectl users.
+		Eventually(rootOfTrust(ctx, ns), 30*time.Second).Should(SatisfyAll(
+			HavePrefix("local False/Unavailable: "), ContainSubstring("restore Secret kubekms-root-key in namespace %s", ns)))
+		Eventually(rootEvents(ctx, ns), 30*time.Second).Should(ContainElement(SatisfyAll(
+			HavePrefix("Warning RootOfTrustUnavailable: "), ContainSubstring("restore Secret kubekms-root-key"))))
+		Expect(rootEvents(ctx, ns)()).NotTo(ContainElement(HavePrefix("Normal RootOfTrustReady")))
+		// Deleting it changes nothing: it comes back with the same answer.
+		Expect(admin.Delete(ctx, &kmsv1alpha1.RootOfTrust{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: kmsv1alpha1.RootOfTrustName}})).To(Succeed())
+		Eventually(rootOfTrust(ctx, ns), 30*time.Second).Should(HavePrefix("local False/Unavailable: "))
+
 		// Restored from the backup: ready again, same process.
 		restored := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: saved.Name, Labels: saved.Labels, Annotations: saved.Annotations},
 			Type: saved.Type, Data: saved.Data}
 		Expect(admin.Create(ctx, restored)).To(Succeed())
 		Eventually(ready, 30*time.Second).Should(HavePrefix("200"))
 		Expect(mgr.ExitCode()).To(Equal(-1), "recovered without a restart")
+		Eventually(rootOfTrust(ctx, ns), 30*time.Second).Should(HavePrefix("local True/Ready: "))
+		Eventually(rootEvents(ctx, ns), 30*time.Second).Should(ContainElement(HavePrefix("Normal RootOfTrustReady: ")))
 	})
 })
