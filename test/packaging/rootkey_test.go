@@ -114,7 +114,8 @@ var _ = Describe("The manager binary, when the root key Secret is missing but se
 		sealed := &corev1.SecretList{}
 		Expect(admin.List(ctx, sealed, client.InNamespace(ns), client.MatchingFields{"type": "kms.kubekms.io/sealed-key"})).To(Succeed())
 		for _, s := range sealed.Items {
-			// Seen once under load: a second sealed Secret here, not yet explained.
+			// Keys left by other specs (the suite shares one cluster) may
+			// have material made here too: a manager reconciles every Key.
 			GinkgoWriter.Printf("sealed Secret before the restart: %s labels %v annotations %v\n", s.Name, s.Labels, s.Annotations)
 		}
 		mgr = start()
