@@ -14,12 +14,10 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"io"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	"github.com/kubekms/kubekms/internal/access"
@@ -293,7 +291,7 @@ func (s *Server) decryptCiphertext(ctx context.Context, c *call, action string, 
 	}
 	vk, err := s.Keys.VersionKey(ctx, key, h.Version)
 	if err != nil {
-		if apierrors.IsNotFound(err) || errors.Is(err, keycache.ErrVersionNotFound) {
+		if missingVersion(err) {
 			return nil, nil, 0, errInvalidCiphertext()
 		}
 		return nil, nil, 0, errMaterial(ctx, key, h.Version, err)

@@ -379,19 +379,19 @@ func (s *Store) TrialUnseal(ctx context.Context, sealer seal.Sealer) error {
 	if err := s.Reader.List(ctx, list, client.InNamespace(s.Namespace), client.MatchingFields{"type": string(SecretType)}); err != nil {
 		return fmt.Errorf("%w: list sealed Secrets of %s: %w", seal.ErrRootUnavailable, s.Namespace, err)
 	}
+	trial := *s
+	trial.Sealer = sealer
 	for _, secret := range list.Items {
 		version, err := strconv.Atoi(secret.Labels[LabelKeyVersion])
 		keyID, keySpec := secret.Labels[LabelKeyID], secret.Annotations[AnnotationKeySpec]
 		if secret.Labels[kmsv1alpha1.ComponentLabel] == ComponentImportWrappingKey {
 			version, keySpec, err = 0, wrappingKeySpec, nil
 		}
-		if secret.Type != SecretType || err != nil || keyID == "" || keySpec == "" {
+		if err != nil || keyID == "" || keySpec == "" {
 			continue // its labels were edited: it proves nothing
 		}
-		if p := string(secret.Data[dataProvider]); p != sealer.Provider() {
-			return fmt.Errorf("%w: Secret %s/%s was sealed by root of trust %q, not %s", seal.ErrWrongRoot, s.Namespace, secret.Name, p, sealer.Provider())
-		}
-		_, err = sealer.Unseal(ctx, secret.Data[dataSealed], seal.MaterialAAD(keyID, int32(version), keySpec))
+		material, err := trial.unsealSecret(ctx, &secret, seal.MaterialAAD(keyID, int32(version), keySpec))
+		clear(material)
 		switch {
 		case errors.Is(err, seal.ErrUnseal):
 			return fmt.Errorf("%w: Secret %s/%s does not unseal under the configured root of trust %s: configure the root it was sealed under",

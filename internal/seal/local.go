@@ -70,19 +70,9 @@ func (e *MissingRootKeyError) Error() string {
 // exist in namespace: that is a *MissingRootKeyError. reader must not be a
 // cache.
 func LoadOrCreateLocal(ctx context.Context, c client.Client, reader client.Reader, namespace string, random io.Reader) (*AESGCM, error) {
-	key := types.NamespacedName{Namespace: namespace, Name: RootKeySecretName}
-	secret := &corev1.Secret{}
-	err := reader.Get(ctx, key, secret)
-	if apierrors.IsNotFound(err) {
-		if err := refuseNewRootKey(ctx, reader, key); err != nil {
-			return nil, err
-		}
-		secret, err = createRootKey(ctx, c, reader, key, random)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: load root key Secret %s: %w", ErrRootUnavailable, key, err)
-	}
-	return localFromSecret(secret)
+	return loadLocal(ctx, reader, namespace, func(key types.NamespacedName) (*corev1.Secret, error) {
+		return createRootKey(ctx, c, reader, key, random)
+	})
 }
 
 // LoadLocal is LoadOrCreateLocal for a process that has loaded the root key
@@ -91,6 +81,12 @@ func LoadOrCreateLocal(ctx context.Context, c client.Client, reader client.Reade
 // old root key moments ago, so only a restore, or a restart, brings a root
 // back.
 func LoadLocal(ctx context.Context, reader client.Reader, namespace string) (*AESGCM, error) {
+	return loadLocal(ctx, reader, namespace, nil)
+}
+
+// loadLocal reads the root key Secret; when it is missing and nothing
+// forbids a new one (refuseNewRootKey), create makes one, if given.
+func loadLocal(ctx context.Context, reader client.Reader, namespace string, create func(types.NamespacedName) (*corev1.Secret, error)) (*AESGCM, error) {
 	key := types.NamespacedName{Namespace: namespace, Name: RootKeySecretName}
 	secret := &corev1.Secret{}
 	err := reader.Get(ctx, key, secret)
@@ -98,8 +94,11 @@ func LoadLocal(ctx context.Context, reader client.Reader, namespace string) (*AE
 		if err := refuseNewRootKey(ctx, reader, key); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("root key Secret %s is missing, and this manager replica has sealed under it: restore Secret %s in namespace %s from your backup; "+
-			"the manager takes it up without a restart. It never replaces a root key it has used; restart it to begin with a new one", key, key.Name, key.Namespace)
+		if create == nil {
+			return nil, fmt.Errorf("root key Secret %s is missing, and this manager replica has sealed under it: restore Secret %s in namespace %s from your backup; "+
+				"the manager takes it up without a restart. It never replaces a root key it has used; restart it to begin with a new one", key, key.Name, key.Namespace)
+		}
+		secret, err = create(key)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: load root key Secret %s: %w", ErrRootUnavailable, key, err)
@@ -108,36 +107,34 @@ func LoadLocal(ctx context.Context, reader client.Reader, namespace string) (*AE
 }
 
 // refuseNewRootKey fails when any Secret of the namespace is sealed: by type,
-// not by label, so a sealed Secret whose labels were edited still counts.
-// Only metadata is listed; the sealed blobs stay on the server.
+// not by label, so a sealed Secret whose labels were edited still counts;
+// and when, with nothing sealed yet, the root check shows a local root key
+// was verified here: another replica may hold it and seal under it at any
+// moment, so a new one would orphan that material. Only metadata of the
+// sealed Secrets is listed; their blobs stay on the server.
 func refuseNewRootKey(ctx context.Context, reader client.Reader, key types.NamespacedName) error {
 	n, err := countSealed(ctx, reader, key.Namespace)
 	if err != nil {
 		return fmt.Errorf("root key Secret %s is missing; %w", key, err)
 	}
 	check := &corev1.Secret{}
-	if n > 0 && reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: RootCheckSecretName}, check) == nil {
-		if p := string(check.Data[checkProvider]); p != LocalProvider {
-			return fmt.Errorf("%w: the configured root of trust local is not the one the %d sealed Secrets of namespace %s were sealed under "+
-				"(Secret %s/%s says root of trust %q): start the manager with that root of trust again; no local root key is created",
-				ErrWrongRoot, n, key.Namespace, key.Namespace, RootCheckSecretName, p)
-		}
-	}
-	if n > 0 {
-		return &MissingRootKeyError{Namespace: key.Namespace, Name: key.Name, Sealed: n}
-	}
-	// Nothing sealed yet, but a local root key was verified here: another
-	// replica may hold it and seal under it at any moment, so a new one
-	// would orphan that material.
 	err = reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: RootCheckSecretName}, check)
-	if err == nil && string(check.Data[checkProvider]) == LocalProvider {
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("root key Secret %s is missing; read root check Secret: %w", key, err)
+	}
+	checked := err == nil
+	switch p := string(check.Data[checkProvider]); {
+	case n > 0 && checked && p != LocalProvider:
+		return fmt.Errorf("%w: the configured root of trust local is not the one the %d sealed Secrets of namespace %s were sealed under "+
+			"(Secret %s/%s says root of trust %q): start the manager with that root of trust again; no local root key is created",
+			ErrWrongRoot, n, key.Namespace, key.Namespace, RootCheckSecretName, p)
+	case n > 0:
+		return &MissingRootKeyError{Namespace: key.Namespace, Name: key.Name, Sealed: n}
+	case checked && p == LocalProvider:
 		return fmt.Errorf("root key Secret %s is missing and Secret %s/%s shows a root key was in use: another replica may still seal under it. "+
 			"Restore Secret %s in namespace %s from your backup; the manager takes it up without a restart. "+
 			"Only to start over with a new root key when nothing was sealed under the old one, stop every manager replica and delete Secret %s",
 			key, key.Namespace, RootCheckSecretName, key.Name, key.Namespace, RootCheckSecretName)
-	}
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("root key Secret %s is missing; read root check Secret: %w", key, err)
 	}
 	return nil
 }

@@ -106,6 +106,13 @@ var _ = Describe("The shipped ClusterRoles, aggregated into the built-in roles",
 		expectForbidden(editor.Delete(ctx, k), "delete", "keys")
 	})
 
+	It("gives no namespace role a RootOfTrust: a namespace admin cannot make a look-alike of the operator's", func(ctx SpecContext) {
+		rot := &kmsv1alpha1.RootOfTrust{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: kmsv1alpha1.RootOfTrustName}}
+		expectForbidden(nsAdmin.Create(ctx, rot), "create", "rootoftrusts")
+		expectForbidden(editor.Create(ctx, rot), "create", "rootoftrusts")
+		expectForbidden(nsAdmin.Status().Update(ctx, rot), "update", "rootoftrusts/status")
+	})
+
 	It("lets view read keys, and nothing secret", func(ctx SpecContext) {
 		Expect(viewer.Get(ctx, client.ObjectKeyFromObject(key("payments")), &kmsv1alpha1.Key{})).To(Succeed())
 		expectForbidden(viewer.Create(ctx, grant("vic-view")), "create", "keygrants")

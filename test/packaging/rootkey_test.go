@@ -135,6 +135,12 @@ var _ = Describe("The manager binary, when the root key Secret is missing but se
 		Eventually(rootEvents(ctx, ns), 30*time.Second).Should(ContainElement(SatisfyAll(
 			HavePrefix("Warning RootOfTrustUnavailable: "), ContainSubstring("restore Secret kubekms-root-key"))))
 		Expect(rootEvents(ctx, ns)()).NotTo(ContainElement(HavePrefix("Normal RootOfTrustReady")))
+		// One of the same name elsewhere (made by someone with wildcard
+		// RBAC) is neither read nor written.
+		decoyNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "decoy-"}}
+		Expect(admin.Create(ctx, decoyNS)).To(Succeed())
+		decoy := &kmsv1alpha1.RootOfTrust{ObjectMeta: metav1.ObjectMeta{Namespace: decoyNS.Name, Name: kmsv1alpha1.RootOfTrustName}}
+		Expect(admin.Create(ctx, decoy)).To(Succeed())
 		// Deleting it changes nothing: it comes back with the same answer.
 		Expect(admin.Delete(ctx, &kmsv1alpha1.RootOfTrust{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: kmsv1alpha1.RootOfTrustName}})).To(Succeed())
 		Eventually(rootOfTrust(ctx, ns), 30*time.Second).Should(HavePrefix("local False/Unavailable: "))
@@ -147,5 +153,6 @@ var _ = Describe("The manager binary, when the root key Secret is missing but se
 		Expect(mgr.ExitCode()).To(Equal(-1), "recovered without a restart")
 		Eventually(rootOfTrust(ctx, ns), 30*time.Second).Should(HavePrefix("local True/Ready: "))
 		Eventually(rootEvents(ctx, ns), 30*time.Second).Should(ContainElement(HavePrefix("Normal RootOfTrustReady: ")))
+		Expect(rootOfTrust(ctx, decoyNS.Name)()).To(Equal("no Ready condition"), "the look-alike was not written")
 	})
 })
