@@ -21,6 +21,12 @@ const (
 	ReasonRootOfTrustUnavailable = "RootOfTrustUnavailable"
 	ReasonWrongRootOfTrust       = "WrongRootOfTrust"
 	ReasonRootOfTrustReady       = "RootOfTrustReady"
+	// On the RootOfTrust, from the leader's root key rotation.
+	ReasonRootKeyRotated      = "RootKeyRotated"
+	ReasonResealed            = "Resealed"
+	ReasonResealFailed        = "ResealFailed"
+	ReasonRootKeyRetired      = "RootKeyRetired"
+	ReasonRotationUnsupported = "RotationUnsupported"
 
 	StepCreateMaterial   = "CreateMaterial"
 	StepRotate           = "Rotate"
@@ -31,4 +37,7 @@ const (
 	StepValidate         = "Validate"
 	StepImportMaterial   = "ImportMaterial"
 	StepCheckRootOfTrust = "CheckRootOfTrust"
+	StepRotateRootKey    = "RotateRootKey"
+	StepReseal           = "Reseal"
+	StepRetireRootKey    = "RetireRootKey"
 )

@@ -4,23 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/keystore"
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
@@ -46,6 +51,12 @@ type RootOfTrustReconciler struct {
 	Root      RootState
 	// ReportedBy names this replica in the status.
 	ReportedBy string
+	// Rotator, when set, answers spec.rotationRequest; the old root key
+	// versions are retired RetireAfter after a rotation at the earliest.
+	Rotator     RootRotator
+	RetireAfter time.Duration
+	Clock       clock.PassiveClock
+	Recorder    events.EventRecorder
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -68,10 +79,144 @@ func (r *RootOfTrustReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	rot.Status.Provider = r.Root.Provider()
 	rot.Status.ReportedBy = r.ReportedBy
 	meta.SetStatusCondition(&rot.Status.Conditions, rootCondition(r.Root.Provider(), r.Root.Err(), rot.Generation))
+	var result ctrl.Result
+	var rotateErr error
+	if r.Rotator != nil && r.Root.Err() == nil {
+		result, rotateErr = r.rotate(ctx, rot, before)
+	}
 	if equality.Semantic.DeepEqual(before.Status, rot.Status) {
+		return result, rotateErr
+	}
+	if err := r.Client.Status().Patch(ctx, rot, client.MergeFrom(before)); err != nil {
+		return ctrl.Result{}, errors.Join(rotateErr, err)
+	}
+	return result, rotateErr
+}
+
+// resealBatch is how many sealed Secrets one reconcile reseals before it
+// writes its progress and goes on.
+const resealBatch = 200
+
+// rotate answers a new spec.rotationRequest with a new root key version,
+// reseals a batch of sealed Secrets under the current version, writes the
+// progress into rot's status, and retires the old versions once nothing is
+// sealed under them and RetireAfter has passed since the rotation. Every
+// step is resumable: after a crash the next reconcile goes on from what
+// the Secrets say.
+func (r *RootOfTrustReconciler) rotate(ctx context.Context, rot, before *kmsv1alpha1.RootOfTrust) (ctrl.Result, error) {
+	if req := rot.Spec.RotationRequest; req != "" && req != rot.Status.ObservedRotationRequest {
+		version, rotated, err := r.Rotator.Rotate(ctx, req)
+		switch {
+		case errors.Is(err, ErrRotationUnsupported):
+			rot.Status.ObservedRotationRequest = req
+			meta.SetStatusCondition(&rot.Status.Conditions, metav1.Condition{Type: kmsv1alpha1.RootOfTrustConditionResealed, Status: metav1.ConditionFalse,
+				Reason: kmsv1alpha1.RootOfTrustReasonRotationUnsupported, Message: limit(err.Error(), 4096), ObservedGeneration: rot.Generation})
+			r.Recorder.Eventf(rot, nil, corev1.EventTypeWarning, ReasonRotationUnsupported, StepRotateRootKey, "%s", limit(err.Error(), 1000))
+			return ctrl.Result{}, nil
+		case err != nil:
+			return ctrl.Result{}, err
+		}
+		rot.Status.ObservedRotationRequest = req
+		if rotated {
+			r.Recorder.Eventf(rot, nil, corev1.EventTypeNormal, ReasonRootKeyRotated, StepRotateRootKey,
+				"root key version %d made for rotation request %q; every sealed Secret is resealed under it in the background", version, limit(req, 253))
+		}
+	}
+	state, err := r.Rotator.Versions(ctx)
+	if errors.Is(err, ErrRotationUnsupported) {
 		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, r.Client.Status().Patch(ctx, rot, client.MergeFrom(before))
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	p, err := r.Rotator.Reseal(ctx, resealBatch)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	resealPending.Set(float64(p.Pending))
+	rot.Status.RootKeyVersion = int32(state.Current)
+	rot.Status.SealedSecrets, rot.Status.ResealPending = int32(p.Total), int32(p.Pending)
+	cond := metav1.Condition{Type: kmsv1alpha1.RootOfTrustConditionResealed, Status: metav1.ConditionTrue, Reason: kmsv1alpha1.RootOfTrustReasonResealed,
+		Message: fmt.Sprintf("all %d sealed Secrets are sealed under root key version %d", p.Total, state.Current), ObservedGeneration: rot.Generation}
+	var result ctrl.Result
+	switch {
+	case len(p.Failed) > 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, kmsv1alpha1.RootOfTrustReasonResealFailed
+		cond.Message = limit(fmt.Sprintf("%d of %d sealed Secrets are not sealed under root key version %d yet, and the old root key versions are kept; these could not be resealed: %s",
+			p.Pending, p.Total, state.Current, strings.Join(p.Failed, "; ")), 4096)
+		result.RequeueAfter = resealRetry
+	case p.Pending > 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, kmsv1alpha1.RootOfTrustReasonResealing
+		cond.Message = fmt.Sprintf("%d of %d sealed Secrets resealed under root key version %d, %d to go", p.Total-p.Pending, p.Total, state.Current, p.Pending)
+		if p.Resealed > 0 {
+			// After, not rate-limited: a long reseal is many rounds.
+			result.RequeueAfter = time.Millisecond
+		} else {
+			result.RequeueAfter = resealRetry // only conflicts: they settle
+		}
+	}
+	if old := meta.FindStatusCondition(before.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed); old == nil || old.Reason != cond.Reason {
+		switch cond.Reason {
+		case kmsv1alpha1.RootOfTrustReasonResealed:
+			if old != nil {
+				r.Recorder.Eventf(rot, nil, corev1.EventTypeNormal, ReasonResealed, StepReseal, "%s", cond.Message)
+			}
+		case kmsv1alpha1.RootOfTrustReasonResealFailed:
+			r.Recorder.Eventf(rot, nil, corev1.EventTypeWarning, ReasonResealFailed, StepReseal, "%s", limit(cond.Message, 1000))
+		}
+	}
+	meta.SetStatusCondition(&rot.Status.Conditions, cond)
+	rot.Status.RootKeyVersions = int32(len(state.Versions))
+	if p.Pending > 0 || len(state.Versions) < 2 {
+		return result, nil
+	}
+	// Every replica reloads the root within a root check interval; one
+	// that has not may still seal under an old version, so the old
+	// versions are kept for RetireAfter after the rotation.
+	if wait := state.RotatedAt.Add(r.RetireAfter).Sub(r.Clock.Now()); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	retired, err := r.Rotator.Retire(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(retired) > 0 {
+		rot.Status.RootKeyVersions = 1
+		r.Recorder.Eventf(rot, nil, corev1.EventTypeNormal, ReasonRootKeyRetired, StepRetireRootKey,
+			"root key versions %v retired: nothing is sealed under them; every sealed Secret is sealed under version %d", retired, state.Current)
+	}
+	return ctrl.Result{}, nil
+}
+
+// resealPending is the reseal's progress as a metric.
+var resealPending = func() prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubekms_root_reseal_pending",
+		Help: "Sealed Secrets not yet sealed under the current root key version, as the leader last counted (0 when no reseal is under way)."})
+	ctrlmetrics.Registry.MustRegister(g)
+	return g
+}()
+
+// resealRetry is how long a reseal that made no progress waits.
+const resealRetry = 30 * time.Second
+
+// ErrRotationUnsupported is what a RootRotator returns for a root of trust
+// whose root key versions kubekms does not make.
+var ErrRotationUnsupported = errors.New("root key rotation is not supported by this root of trust")
+
+// RootRotator rotates the root key and reseals under it; the operator
+// implements it over the keystore and the root of trust.
+type RootRotator interface {
+	// Rotate answers request with a new root key version, once per value:
+	// it reports the current version and whether this call made it.
+	Rotate(ctx context.Context, request string) (version uint32, rotated bool, err error)
+	// Versions describes the root key versions held.
+	Versions(ctx context.Context) (seal.LocalRoot, error)
+	// Reseal reseals up to limit sealed Secrets under the current version.
+	Reseal(ctx context.Context, limit int) (keystore.ResealProgress, error)
+	// Retire removes every version but the current one, once it has made
+	// sure again that nothing is sealed under them; it reports those
+	// removed.
+	Retire(ctx context.Context) ([]uint32, error)
 }
 
 // rootCondition is the Ready condition for a check's outcome.
@@ -118,13 +263,14 @@ func (r *RootOfTrustReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == r.Namespace && o.GetName() == kmsv1alpha1.RootOfTrustName
 	})
-	// Edits are not answered: two managers that both lead (or one of
+	// Edits but those of the spec are not answered: two managers that both lead (or one of
 	// another root) would otherwise overwrite each other's view in a loop.
 	// A deleted object is recreated; the status is written when this
 	// replica's view changes and at every resync (an update event with no
 	// new resourceVersion), which also undoes a status someone else wrote.
 	notUpdates := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion()
+		return e.ObjectOld.GetResourceVersion() == e.ObjectNew.GetResourceVersion() ||
+			e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() // a new rotation request
 	}}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kmsv1alpha1.RootOfTrust{}, builder.WithPredicates(ours, notUpdates)).

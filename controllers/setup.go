@@ -29,6 +29,10 @@ type Config struct {
 	RootOfTrust RootState
 	Namespace   string
 	ReportedBy  string
+	// RootRotator, when set, answers the RootOfTrust's rotation requests
+	// (RootOfTrustReconciler.Rotator); RetireRootAfter is its grace.
+	RootRotator     RootRotator
+	RetireRootAfter time.Duration
 }
 
 // Setup registers every kubekms controller with the manager.
@@ -60,7 +64,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 		return err
 	}
 	if cfg.RootOfTrust != nil {
-		if err := (&RootOfTrustReconciler{Client: mgr.GetClient(), Namespace: cfg.Namespace, Root: cfg.RootOfTrust, ReportedBy: cfg.ReportedBy}).SetupWithManager(mgr); err != nil {
+		if err := (&RootOfTrustReconciler{Client: mgr.GetClient(), Namespace: cfg.Namespace, Root: cfg.RootOfTrust, ReportedBy: cfg.ReportedBy,
+			Rotator: cfg.RootRotator, RetireAfter: cfg.RetireRootAfter, Clock: cfg.Clock, Recorder: mgr.GetEventRecorder("kubekms-root-of-trust")}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}

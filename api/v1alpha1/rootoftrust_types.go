@@ -27,10 +27,40 @@ const (
 	RootOfTrustReasonWrongRoot = "WrongRoot"
 )
 
-// RootOfTrustSpec is empty: the root of trust is chosen by the manager's
-// flags (--root-of-trust and the provider's settings), which only those
-// who deploy the manager can change. See docs/root-of-trust.md.
-type RootOfTrustSpec struct{}
+// RootOfTrustConditionResealed is the condition type that says whether
+// every sealed Secret is sealed under the current root key version.
+const RootOfTrustConditionResealed = "Resealed"
+
+// Reasons of a RootOfTrust's Resealed condition.
+const (
+	// RootOfTrustReasonResealed: every sealed Secret is sealed under the
+	// current root key version.
+	RootOfTrustReasonResealed = "Resealed"
+	// RootOfTrustReasonResealing: a reseal under a new root key version is
+	// under way; the message counts what is left.
+	RootOfTrustReasonResealing = "Resealing"
+	// RootOfTrustReasonResealFailed: some sealed Secrets could not be
+	// resealed; the message names them. The old root key is kept.
+	RootOfTrustReasonResealFailed = "ResealFailed"
+	// RootOfTrustReasonRotationUnsupported: a rotation was asked of a root
+	// of trust that kubekms does not rotate (see docs/root-of-trust.md).
+	RootOfTrustReasonRotationUnsupported = "RotationUnsupported"
+)
+
+// RootOfTrustSpec asks for root key rotations. The root of trust itself is
+// chosen by the manager's flags (--root-of-trust and the provider's
+// settings), which only those who deploy the manager can change. See
+// docs/root-of-trust.md.
+type RootOfTrustSpec struct {
+	// rotationRequest asks for a new root key version: every new value
+	// (a date, a ticket number) makes one, once. The manager then reseals
+	// every sealed Secret under it in the background, and retires the old
+	// versions when nothing is sealed under them. Only the local root of
+	// trust rotates this way.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	RotationRequest string `json:"rotationRequest,omitempty"`
+}
 
 // RootOfTrustStatus is the root of trust as the leading manager replica
 // sees it.
@@ -49,7 +79,30 @@ type RootOfTrustStatus struct {
 	// +kubebuilder:validation:MaxLength=253
 	ReportedBy string `json:"reportedBy,omitempty"`
 
-	// conditions: Ready, with the reason and, when False, what to restore.
+	// rootKeyVersion is the root key version new seals use (local).
+	// +optional
+	RootKeyVersion int32 `json:"rootKeyVersion,omitempty"`
+
+	// rootKeyVersions counts the root key versions held (local): more than
+	// one while old versions wait to be retired.
+	// +optional
+	RootKeyVersions int32 `json:"rootKeyVersions,omitempty"`
+
+	// observedRotationRequest is the last spec.rotationRequest answered.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ObservedRotationRequest string `json:"observedRotationRequest,omitempty"`
+
+	// sealedSecrets counts the Secrets sealed under the root of trust, and
+	// resealPending those of them not sealed under the current root key
+	// version yet.
+	// +optional
+	SealedSecrets int32 `json:"sealedSecrets,omitempty"`
+	// +optional
+	ResealPending int32 `json:"resealPending,omitempty"`
+
+	// conditions: Ready, with the reason and, when False, what to restore;
+	// Resealed, with the progress of a reseal.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -67,12 +120,14 @@ type RootOfTrustStatus struct {
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.status.provider`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Root Key",type=integer,JSONPath=`.status.rootKeyVersion`
+// +kubebuilder:printcolumn:name="Reseal Pending",type=integer,JSONPath=`.status.resealPending`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type RootOfTrust struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// spec is empty (see RootOfTrustSpec).
+	// spec asks for root key rotations (see RootOfTrustSpec).
 	// +optional
 	Spec RootOfTrustSpec `json:"spec,omitempty"`
 

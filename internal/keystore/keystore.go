@@ -292,10 +292,14 @@ func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec s
 
 // unsealSecret unseals a Secret made by createSealed, bound to aad.
 func (s *Store) unsealSecret(ctx context.Context, secret *corev1.Secret, aad []byte) ([]byte, error) {
-	if p := string(secret.Data[dataProvider]); p != s.Sealer.Provider() {
+	blob, p, err := seal.SealedBlob(secret, dataSealed, dataProvider)
+	if err != nil {
+		return nil, err
+	}
+	if p != s.Sealer.Provider() {
 		return nil, fmt.Errorf("%w: sealed by root of trust %q, this manager uses %q", seal.ErrWrongRoot, p, s.Sealer.Provider())
 	}
-	return s.Sealer.Unseal(ctx, secret.Data[dataSealed], aad)
+	return s.Sealer.Unseal(ctx, blob, aad)
 }
 
 // Tombstone marks a version as belonging to a deleted key, to be destroyed
@@ -382,15 +386,11 @@ func (s *Store) TrialUnseal(ctx context.Context, sealer seal.Sealer) error {
 	trial := *s
 	trial.Sealer = sealer
 	for _, secret := range list.Items {
-		version, err := strconv.Atoi(secret.Labels[LabelKeyVersion])
-		keyID, keySpec := secret.Labels[LabelKeyID], secret.Annotations[AnnotationKeySpec]
-		if secret.Labels[kmsv1alpha1.ComponentLabel] == ComponentImportWrappingKey {
-			version, keySpec, err = 0, wrappingKeySpec, nil
-		}
-		if err != nil || keyID == "" || keySpec == "" {
+		aad, _ := sealedAAD(&secret)
+		if aad == nil {
 			continue // its labels were edited: it proves nothing
 		}
-		material, err := trial.unsealSecret(ctx, &secret, seal.MaterialAAD(keyID, int32(version), keySpec))
+		material, err := trial.unsealSecret(ctx, &secret, aad)
 		clear(material)
 		switch {
 		case errors.Is(err, seal.ErrUnseal):
@@ -407,4 +407,84 @@ func (s *Store) TrialUnseal(ctx context.Context, sealer seal.Sealer) error {
 			seal.ErrWrongRoot, len(list.Items), s.Namespace, sealer.Provider(), seal.RootCheckSecretName)
 	}
 	return nil
+}
+
+// ResealProgress counts the sealed Secrets of the namespace during a
+// reseal under a new root (ResealBatch).
+type ResealProgress struct {
+	// Total counts the sealed Secrets; Pending those not yet sealed under
+	// the current root, after this batch; Resealed those this batch
+	// resealed.
+	Total, Pending, Resealed int
+	// Failed says, for a few of the pending ones, why they could not be
+	// resealed (labels edited so that they no longer say what they seal,
+	// a blob that does not unseal); they keep the old root from being
+	// retired.
+	Failed []string
+}
+
+// resealPageSize is how many sealed Secrets one List returns.
+const resealPageSize = 500
+
+// ResealBatch reseals under the store's sealer, with seal.Reseal, up to
+// limit sealed Secrets (key versions, tombstones and import wrapping keys)
+// that are not sealed under its current root yet, and counts the rest.
+// Each Secret is written alone and at once, so a crash between two leaves
+// each one readable; calling it again goes on where it stopped.
+func (s *Store) ResealBatch(ctx context.Context, limit int) (ResealProgress, error) {
+	var p ResealProgress
+	opts := []client.ListOption{client.InNamespace(s.Namespace), client.MatchingFields{"type": string(SecretType)}, client.Limit(resealPageSize)}
+	for cont := ""; ; {
+		list := &corev1.SecretList{}
+		if err := s.Reader.List(ctx, list, append(opts, client.Continue(cont))...); err != nil {
+			return p, fmt.Errorf("list sealed Secrets of %s: %w", s.Namespace, err)
+		}
+		for i := range list.Items {
+			secret := &list.Items[i]
+			p.Total++
+			blob, provider, err := seal.SealedBlob(secret, dataSealed, dataProvider)
+			if err == nil && provider == s.Sealer.Provider() && seal.SealedUnderCurrent(s.Sealer, blob) {
+				continue
+			}
+			if p.Resealed >= limit {
+				p.Pending++
+				continue
+			}
+			aad, what := sealedAAD(secret)
+			if aad == nil {
+				err = fmt.Errorf("%s", what)
+			} else {
+				_, err = seal.Reseal(ctx, s.Client, secret, dataSealed, dataProvider, aad, s.Sealer, s.Sealer)
+			}
+			switch {
+			case err == nil:
+				p.Resealed++
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				p.Pending++ // changed (a tombstone) or destroyed meanwhile: the next batch sees it
+			default:
+				p.Pending++
+				if len(p.Failed) < 5 {
+					p.Failed = append(p.Failed, fmt.Sprintf("%s: %v", secret.Name, err))
+				}
+			}
+		}
+		if cont = list.Continue; cont == "" {
+			return p, nil
+		}
+	}
+}
+
+// sealedAAD is the associated data a sealed Secret's blob is bound to, read
+// from its labels; nil, and why, when they do not say.
+func sealedAAD(secret *corev1.Secret) ([]byte, string) {
+	keyID := secret.Labels[LabelKeyID]
+	if secret.Labels[kmsv1alpha1.ComponentLabel] == ComponentImportWrappingKey && keyID != "" {
+		return seal.MaterialAAD(keyID, 0, wrappingKeySpec), ""
+	}
+	version, err := strconv.Atoi(secret.Labels[LabelKeyVersion])
+	keySpec := secret.Annotations[AnnotationKeySpec]
+	if err != nil || keyID == "" || keySpec == "" {
+		return nil, fmt.Sprintf("its labels %s and %s or annotation %s were edited: restore them from your backup", LabelKeyID, LabelKeyVersion, AnnotationKeySpec)
+	}
+	return seal.MaterialAAD(keyID, int32(version), keySpec), ""
 }

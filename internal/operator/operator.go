@@ -390,6 +390,9 @@ func (op *Operator) addControllers() error {
 		RootOfTrust:            op.RootOfTrust,
 		Namespace:              op.opts.Namespace,
 		ReportedBy:             op.replica,
+		RootRotator:            rootRotator{op},
+		// Every replica reloads the root within a root check interval.
+		RetireRootAfter: 3 * cmp.Or(op.opts.RootCheckInterval, DefaultRootCheckInterval),
 	})
 }
 

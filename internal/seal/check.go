@@ -65,7 +65,8 @@ func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, name
 		if mismatch == nil {
 			return nil
 		}
-		if errors.Is(mismatch, ErrRootUnavailable) && string(secret.Data[checkProvider]) == s.Provider() {
+		_, sealedBy, _ := SealedBlob(secret, checkData, checkProvider)
+		if errors.Is(mismatch, ErrRootUnavailable) && sealedBy == s.Provider() {
 			// Not a wrong root: one that cannot answer now.
 			return fmt.Errorf("root check Secret %s: %w", key, mismatch)
 		}
@@ -77,7 +78,7 @@ func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, name
 			return fmt.Errorf("%w: the configured root of trust %s is not the one the %d sealed Secrets of namespace %s were sealed under "+
 				"(Secret %s, sealed by root of trust %q, does not unseal: %v): configure that root again (the same root key files, AWS KMS key, or provider). "+
 				"Nothing is sealed under this one, so nothing is lost",
-				ErrWrongRoot, s.Provider(), n, namespace, key, string(secret.Data[checkProvider]), mismatch)
+				ErrWrongRoot, s.Provider(), n, namespace, key, sealedBy, mismatch)
 		}
 		if err := c.Delete(ctx, secret, client.Preconditions{UID: &secret.UID}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("replace root check Secret %s: %w", key, err)
@@ -90,10 +91,14 @@ func checkMismatch(ctx context.Context, secret *corev1.Secret, s Sealer) error {
 	if secret.Type != RootCheckSecretType {
 		return fmt.Errorf("type %q, want %q", secret.Type, RootCheckSecretType)
 	}
-	if p := string(secret.Data[checkProvider]); p != s.Provider() {
+	blob, p, err := SealedBlob(secret, checkData, checkProvider)
+	if err != nil {
+		return err
+	}
+	if p != s.Provider() {
 		return fmt.Errorf("sealed by root of trust %q", p)
 	}
-	got, err := s.Unseal(ctx, secret.Data[checkData], []byte(checkValue))
+	got, err := s.Unseal(ctx, blob, []byte(checkValue))
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,16 @@ type Guarded struct {
 	notifyMu sync.Mutex
 	notify   []func(error)
 	notified time.Time // under mu
+
+	// refreshMu serializes the reloads an unseal asks for (refresh), at
+	// most one per refreshEvery.
+	refreshMu sync.Mutex
+	refreshed time.Time
 }
+
+// refreshEvery bounds how often unseals of blobs under a root key version
+// this replica has not loaded yet make it reload the root.
+const refreshEvery = time.Second
 
 // notifyQuiet is how long a new message of the same class waits to be heard.
 const notifyQuiet = 5 * time.Minute
@@ -188,11 +197,40 @@ func (g *Guarded) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, erro
 	return s.Seal(ctx, plaintext, aad)
 }
 
-// Unseal implements Sealer.
+// Unseal implements Sealer. A blob sealed under a root key version newer
+// than the one held (the root was rotated and another replica resealed it
+// before this one reloaded) makes the root reload at once, so that no
+// unseal waits for the next check.
 func (g *Guarded) Unseal(ctx context.Context, blob, aad []byte) ([]byte, error) {
 	s, err := g.sealer()
 	if err != nil {
 		return nil, err
 	}
-	return s.Unseal(ctx, blob, aad)
+	pt, err := s.Unseal(ctx, blob, aad)
+	if errors.Is(err, errVersionNotGiven) && g.reload {
+		g.refresh(ctx)
+		if s, err = g.sealer(); err != nil {
+			return nil, err
+		}
+		pt, err = s.Unseal(ctx, blob, aad)
+	}
+	return pt, err
+}
+
+func (g *Guarded) refresh(ctx context.Context) {
+	g.refreshMu.Lock()
+	defer g.refreshMu.Unlock()
+	if time.Since(g.refreshed) < refreshEvery {
+		return // another unseal reloaded a moment ago
+	}
+	g.refreshed = time.Now()
+	_ = g.Check(ctx)
+}
+
+// SealedUnderCurrent implements the optional method SealedUnderCurrent reads,
+// for the root held now; with none, nothing is current.
+func (g *Guarded) SealedUnderCurrent(blob []byte) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.cur != nil && SealedUnderCurrent(g.cur, blob)
 }

@@ -118,3 +118,45 @@ func TestGuardedNotifiesChanges(t *testing.T) {
 		t.Fatalf("Err after recovery = %v", g.Err())
 	}
 }
+
+// A replica that has not reloaded a rotated root meets a blob another
+// replica resealed under the new root key version: the unseal reloads the
+// root at once (at most once a second) and succeeds, instead of failing
+// until the next check. A root that is held, not reloaded, does not.
+func TestGuardedReloadsForANewerRootKeyVersion(t *testing.T) {
+	ctx := context.Background()
+	v1, v12 := testSealer(t, 1, 1), testSealer(t, 2, 1, 2)
+	blob, err := v12.Seal(ctx, []byte("m"), []byte("aad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v12.SealedUnderCurrent(blob) || v1.SealedUnderCurrent(blob) {
+		t.Fatal("SealedUnderCurrent does not read the blob's root key version")
+	}
+	for _, reload := range []bool{true, false} {
+		held := Sealer(v1)
+		loads := 0
+		load := func(context.Context) (Sealer, error) { loads++; return held, nil }
+		g, err := NewGuarded(ctx, "test", reload, load, func(context.Context, Sealer) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = v12 // rotated in the API server; not loaded yet
+		got, err := g.Unseal(ctx, blob, []byte("aad"))
+		switch {
+		case reload && (err != nil || string(got) != "m" || loads != 2):
+			t.Fatalf("reloaded root: Unseal = %q, %v after %d loads; want the root reloaded once and the blob unsealed", got, err, loads)
+		case !reload && !errors.Is(err, ErrRootUnavailable):
+			t.Fatalf("held root: Unseal = %q, %v; want ErrRootUnavailable", got, err)
+		}
+		if reload {
+			// Another unseal of a version not given, within the second,
+			// does not reload again.
+			held = testSealer(t, 3, 1, 2, 3)
+			newer, _ := held.Seal(ctx, []byte("m"), []byte("aad"))
+			if _, err := g.Unseal(ctx, newer, []byte("aad")); !errors.Is(err, ErrRootUnavailable) || loads != 2 {
+				t.Fatalf("second reload within a second: %v after %d loads; want ErrRootUnavailable and no load", err, loads)
+			}
+		}
+	}
+}

@@ -123,7 +123,8 @@ func refuseNewRootKey(ctx context.Context, reader client.Reader, key types.Names
 		return fmt.Errorf("root key Secret %s is missing; read root check Secret: %w", key, err)
 	}
 	checked := err == nil
-	switch p := string(check.Data[checkProvider]); {
+	_, p, _ := SealedBlob(check, checkData, checkProvider)
+	switch {
 	case n > 0 && checked && p != LocalProvider:
 		return fmt.Errorf("%w: the configured root of trust local is not the one the %d sealed Secrets of namespace %s were sealed under "+
 			"(Secret %s/%s says root of trust %q): start the manager with that root of trust again; no local root key is created",

@@ -82,3 +82,6 @@ func (m *Instrumented) observe(op string, start time.Time, err error) {
 		m.errors.WithLabelValues(p, op, "other").Inc()
 	}
 }
+
+// SealedUnderCurrent implements the optional method SealedUnderCurrent reads.
+func (m *Instrumented) SealedUnderCurrent(blob []byte) bool { return SealedUnderCurrent(m.Sealer, blob) }

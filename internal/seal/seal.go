@@ -45,6 +45,11 @@ var ErrRootUnavailable = errors.New("root of trust unavailable")
 // AWS key or provider).
 var ErrWrongRoot = errors.New("wrong root of trust")
 
+// errVersionNotGiven is wrapped (with ErrRootUnavailable) by an unseal of a
+// blob sealed under a root key version newer than the sealer holds: the
+// root was rotated and this replica has not reloaded it yet.
+var errVersionNotGiven = errors.New("root key version not given yet")
+
 const (
 	blobFormat = 1
 	headerLen  = 1 + 4 // format, root key version
@@ -116,8 +121,8 @@ func (s *AESGCM) Unseal(_ context.Context, blob, aad []byte) ([]byte, error) {
 	if !ok && v > s.current && v <= s.current+maxVersionsAhead {
 		// Not "corrupt": while a new root key version is rolled out, a
 		// replica that has not been given it yet sees blobs sealed under it.
-		return nil, fmt.Errorf("%w: sealed under root key version %d, which this manager was not given (it has %v)",
-			ErrRootUnavailable, v, slices.Sorted(maps.Keys(s.aeads)))
+		return nil, fmt.Errorf("%w: %w: sealed under root key version %d, which this manager was not given (it has %v)",
+			ErrRootUnavailable, errVersionNotGiven, v, slices.Sorted(maps.Keys(s.aeads)))
 	}
 	if !ok {
 		return nil, ErrUnseal
@@ -127,6 +132,24 @@ func (s *AESGCM) Unseal(_ context.Context, blob, aad []byte) ([]byte, error) {
 		return nil, ErrUnseal
 	}
 	return pt, nil
+}
+
+// SealedUnderCurrent reports whether blob was sealed under the root key
+// version new seals use: a root key rotation reseals every blob for which
+// it is false.
+func (s *AESGCM) SealedUnderCurrent(blob []byte) bool {
+	return len(blob) >= headerLen && blob[0] == blobFormat && binary.BigEndian.Uint32(blob[1:headerLen]) == s.current
+}
+
+// SealedUnderCurrent reports whether blob, sealed by s, was sealed under the
+// root key version s seals with now. Providers whose root has no versions
+// kubekms can see (AWS KMS and HSM keys rotate inside the HSM or AWS) take
+// every blob as current.
+func SealedUnderCurrent(s Sealer, blob []byte) bool {
+	if v, ok := s.(interface{ SealedUnderCurrent([]byte) bool }); ok {
+		return v.SealedUnderCurrent(blob)
+	}
+	return true
 }
 
 func fullAAD(header, aad []byte) []byte {

@@ -1,0 +1,412 @@
+package operator_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/dataplane"
+	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/operator"
+	"github.com/kubekms/kubekms/internal/seal"
+	"github.com/kubekms/kubekms/internal/testenv"
+)
+
+// replica is one manager started by a test: it stops with stop.
+type replica struct {
+	op   *operator.Operator
+	addr string
+	stop func()
+}
+
+// startReplica starts a manager on env: with controllers when controllers
+// is set, with a data plane on loopback when dataPlane is.
+func startReplica(t *testing.T, env *testenv.Env, controllers, dataPlane bool, rootCheck time.Duration) *replica {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	opts := operator.Options{Namespace: testenv.OperatorNamespace, SeveralPerProcess: true, RootCheckInterval: rootCheck,
+		Serving: operator.Serving{IPs: []net.IP{net.ParseIP("127.0.0.1")}}}
+	if controllers {
+		opts.Controllers = &operator.ControllerOptions{}
+	}
+	listening := make(chan net.Addr, 1)
+	if dataPlane {
+		opts.DataPlane = &dataplane.Config{Addr: "127.0.0.1:0", Registry: prometheus.NewRegistry(), UsageInterval: -1, Listening: listening}
+	}
+	op, err := operator.New(ctx, env.Config, opts)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- op.Start(ctx) }()
+	r := &replica{op: op}
+	var once sync.Once
+	r.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(r.stop)
+	if dataPlane {
+		r.addr = (<-listening).String()
+	}
+	return r
+}
+
+func (r *replica) client(t *testing.T) kmsv1.KeyManagementServiceClient {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(r.op.CA.Cert)
+	cc, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return kmsv1.NewKeyManagementServiceClient(cc)
+}
+
+// requestRootRotation sets the RootOfTrust's spec.rotationRequest, once the
+// manager has created the object.
+func requestRootRotation(t *testing.T, c client.Client, request string) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rot := &kmsv1alpha1.RootOfTrust{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot)
+		if err == nil {
+			patch := client.MergeFrom(rot.DeepCopy())
+			rot.Spec.RotationRequest = request
+			if err = c.Patch(ctx, rot, patch); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("set spec.rotationRequest: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitResealed waits until the RootOfTrust reports root key version
+// version (0: any), alone, with every sealed Secret resealed under it.
+func waitResealed(t *testing.T, c client.Client, version int32) *kmsv1alpha1.RootOfTrust {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rot := &kmsv1alpha1.RootOfTrust{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot); err == nil &&
+			(rot.Status.RootKeyVersion == version || version == 0 && rot.Status.RootKeyVersion > 0) && rot.Status.RootKeyVersions == 1 && rot.Status.ResealPending == 0 &&
+			meta.IsStatusConditionTrue(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed) {
+			return rot
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RootOfTrust did not reach root key version %d alone, resealed: %+v", version, rot.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// rootKeyVersions lists the data entries of the local root key Secret.
+func rootKeyVersions(t *testing.T, c client.Client) []string {
+	t.Helper()
+	secret := &corev1.Secret{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: seal.RootKeySecretName}, secret); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for name := range secret.Data {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Root key rotation local v1 → v2 while a load generator decrypts old
+// ciphertexts through two replicas: the leader, which rotates and reseals,
+// and one that never checks its root on its own (its root check interval is
+// an hour) and has never loaded the keys, so every decrypt it answers
+// unseals a version after the reseal began. No call fails; afterwards the
+// old root key version is gone from the root key Secret, every sealed
+// Secret is sealed under version 2, and a replica started then decrypts
+// everything.
+func TestRootKeyRotationUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	env, err := testenv.Start(testenv.Options{CRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	c := env.Client
+	leader := startReplica(t, env, true, true, 200*time.Millisecond)
+	follower := startReplica(t, env, false, true, time.Hour)
+
+	const ns, keys = "default", 12
+	for _, o := range []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "app-keys"},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "app"}}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "app-keys"}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, Verbs: []string{"encrypt", "decrypt"}}}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range keys {
+		if err := c.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("k%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr, err := env.Clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"kubekms"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr.Status.Token)
+	lc := leader.client(t)
+	type sample struct {
+		ct []byte
+		pt string
+	}
+	var samples []sample
+	for i := range keys {
+		pt := fmt.Sprintf("secret %d", i)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			// The key's first version, RBAC and the key cache may lag.
+			out, err := lc.Encrypt(actx, &kmsv1.EncryptRequest{KeyId: fmt.Sprintf("k%d", i), Plaintext: []byte(pt)})
+			if err == nil {
+				samples = append(samples, sample{out.CiphertextBlob, pt})
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Encrypt with k%d: %v", i, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if got := rootKeyVersions(t, c); !slices.Equal(got, []string{"root-key-v1"}) {
+		t.Fatalf("root key Secret holds %v before the rotation, want root-key-v1", got)
+	}
+
+	// The load: old ciphertexts, decrypted without pause through both
+	// replicas until the old root key version is retired.
+	clients := []kmsv1.KeyManagementServiceClient{lc, follower.client(t)}
+	var calls, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s := samples[(i*7+w)%len(samples)]
+				out, err := clients[(i+w)%2].Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: s.ct})
+				calls.Add(1)
+				if err == nil && string(out.Plaintext) != s.pt {
+					err = fmt.Errorf("plaintext %q, want %q", out.Plaintext, s.pt)
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	rotatedAt := time.Now().Add(-time.Second) // Event times are in microseconds
+	requestRootRotation(t, c, "2026-12-02")
+	rot := waitResealed(t, c, 2)
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || calls.Load() == 0 {
+		t.Fatalf("%d of %d decrypts failed during the root key rotation, first: %v", failed.Load(), calls.Load(), firstErr.Load())
+	}
+	t.Logf("%d decrypts during the rotation, none failed; %d sealed Secrets resealed", calls.Load(), rot.Status.SealedSecrets)
+	if rot.Status.SealedSecrets < keys || rot.Status.ObservedRotationRequest != "2026-12-02" {
+		t.Fatalf("status %+v: want at least %d sealed Secrets and the request observed", rot.Status, keys)
+	}
+	if got := rootKeyVersions(t, c); !slices.Equal(got, []string{"root-key-v2"}) {
+		t.Fatalf("root key Secret holds %v after the rotation, want root-key-v2 alone", got)
+	}
+	assertSealedUnderRootVersion(t, c, 2)
+
+	// Events for people: rotated, resealed, retired.
+	var reasons []string
+	list := &eventsv1.EventList{}
+	if err := c.List(ctx, list, client.InNamespace(testenv.OperatorNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "RootOfTrust" && e.EventTime.After(rotatedAt) {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	for _, want := range []string{"RootKeyRotated", "Resealed", "RootKeyRetired"} {
+		if !slices.Contains(reasons, want) {
+			t.Errorf("no %s Event on the RootOfTrust (have %v)", want, reasons)
+		}
+	}
+
+	// A replica started now, with root key version 1 gone, decrypts all.
+	fresh := startReplica(t, env, false, true, time.Hour).client(t)
+	for _, s := range samples {
+		out, err := fresh.Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: s.ct})
+		if err != nil || string(out.Plaintext) != s.pt {
+			t.Fatalf("Decrypt through a replica started after the rotation = %v, %v; want %q", out, err, s.pt)
+		}
+	}
+
+	// The same request again makes nothing; a new one makes version 3.
+	requestRootRotation(t, c, "2026-12-02")
+	time.Sleep(time.Second)
+	if got := rootKeyVersions(t, c); !slices.Equal(got, []string{"root-key-v2"}) {
+		t.Fatalf("the same rotation request again left %v, want root-key-v2 alone", got)
+	}
+	requestRootRotation(t, c, "second")
+	waitResealed(t, c, 3)
+	assertSealedUnderRootVersion(t, c, 3)
+}
+
+// assertSealedUnderRootVersion checks that every sealed Secret of the
+// operator namespace, and the root check, holds a blob sealed by local
+// under root key version v, and that no Secret holds it in its data.
+func assertSealedUnderRootVersion(t *testing.T, c client.Client, v uint32) {
+	t.Helper()
+	secrets := &corev1.SecretList{}
+	if err := c.List(context.Background(), secrets, client.InNamespace(testenv.OperatorNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range secrets.Items {
+		blobKey, providerKey := "sealed", "sealer"
+		switch s.Type {
+		case seal.SealedSecretType:
+		case seal.RootCheckSecretType:
+		default:
+			continue
+		}
+		n++
+		blob, provider, err := seal.SealedBlob(&s, blobKey, providerKey)
+		if err != nil || provider != seal.LocalProvider || len(blob) < 5 || binary.BigEndian.Uint32(blob[1:5]) != v {
+			t.Fatalf("Secret %s: sealed by %q under root key version %d (%v), want local version %d", s.Name, provider, binary.BigEndian.Uint32(blob[1:5]), err, v)
+		}
+		if _, ok := s.Annotations[seal.AnnotationResealed]; !ok {
+			t.Fatalf("Secret %s was not resealed into its annotation", s.Name)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no sealed Secret found")
+	}
+}
+
+// A root key rotation interrupted by a restart at random points (before the
+// new version is written, between two resealed Secrets, before the old
+// version is retired) leaves every version of every key readable, with the
+// same material, under a root loaded afresh from the API server; a manager
+// started last finishes the job, and each request made at most one version.
+func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
+	ctx := context.Background()
+	env, err := testenv.Start(testenv.Options{CRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	c := env.Client
+
+	// Sealed material written as the keystore writes it, under the root
+	// key a first manager created; 80 versions make a reseal long enough
+	// to be cut.
+	first := startReplica(t, env, true, false, 100*time.Millisecond)
+	waitResealed(t, c, 1)
+	first.stop()
+	root, err := seal.LoadLocal(ctx, c, testenv.OperatorNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &keystore.Store{Client: c, Reader: c, Namespace: testenv.OperatorNamespace, Sealer: root}
+	type version struct {
+		owner    keystore.Owner
+		version  int32
+		material []byte
+	}
+	var versions []version
+	for i := range 40 {
+		owner := keystore.Owner{Namespace: "default", Name: fmt.Sprintf("k%d", i), KeyID: fmt.Sprintf("%032x", i+1), KeySpec: string(kmsv1alpha1.KeySpecSymmetricDefault)}
+		for v := int32(1); v <= 2; v++ {
+			m := make([]byte, 32)
+			_, _ = rand.Read(m)
+			if ok, err := store.Create(ctx, owner, v, m, nil, time.Now(), ""); err != nil || !ok {
+				t.Fatalf("store version: %v %v", ok, err)
+			}
+			versions = append(versions, version{owner, v, m})
+		}
+	}
+	readable := func(when string) {
+		t.Helper()
+		s, err := seal.LoadLocal(ctx, c, testenv.OperatorNamespace)
+		if err != nil {
+			t.Fatalf("%s: load the root afresh: %v", when, err)
+		}
+		fresh := &keystore.Store{Client: c, Reader: c, Namespace: testenv.OperatorNamespace, Sealer: s}
+		for _, v := range versions {
+			m, err := fresh.Load(ctx, v.owner.KeyID, v.version, v.owner.KeySpec)
+			if err != nil || !bytes.Equal(m, v.material) {
+				t.Fatalf("%s: key %s version %d: %v (material equal: %t)", when, v.owner.KeyID, v.version, err, bytes.Equal(m, v.material))
+			}
+		}
+		if err := seal.VerifyRoot(ctx, c, c, testenv.OperatorNamespace, s, nil); err != nil {
+			t.Fatalf("%s: root check: %v", when, err)
+		}
+	}
+	readable("before any rotation")
+
+	// Each cycle: a new request, a manager, a stop at a random moment.
+	const cycles = 6
+	for i := range cycles {
+		requestRootRotation(t, c, fmt.Sprintf("r%d", i))
+		r := startReplica(t, env, true, false, 100*time.Millisecond)
+		time.Sleep(time.Duration(mrand.IntN(600)) * time.Millisecond)
+		r.stop()
+		readable(fmt.Sprintf("after stop %d", i))
+	}
+	startReplica(t, env, true, false, 100*time.Millisecond)
+	rot := waitResealed(t, c, 0)
+	if v := rot.Status.RootKeyVersion; v < 2 || v > 1+cycles || rot.Status.ObservedRotationRequest != fmt.Sprintf("r%d", cycles-1) {
+		t.Fatalf("after %d rotation requests the root key version is %d (request %q observed); want the last request answered, one version at most per request",
+			cycles, v, rot.Status.ObservedRotationRequest)
+	}
+	if got := rootKeyVersions(t, c); len(got) != 1 {
+		t.Fatalf("root key Secret holds %v at the end, want the current version alone", got)
+	}
+	assertSealedUnderRootVersion(t, c, uint32(rot.Status.RootKeyVersion))
+	readable("at the end")
+}
