@@ -42,8 +42,7 @@ type ImportParameters struct {
 	// PublicKey is the wrapping key's SubjectPublicKeyInfo DER.
 	PublicKey []byte
 
-	uid             types.UID
-	resourceVersion string
+	uid types.UID
 }
 
 // ImportSecretName is the name of a key's import wrapping key Secret.
@@ -75,7 +74,7 @@ func (s *Store) ImportParameters(ctx context.Context, keyID string) (*ImportPara
 	}
 	return &ImportParameters{
 		KeyID: keyID, Token: secret.Annotations[AnnotationImportToken], ExpiresAt: expires, PublicKey: public,
-		uid: secret.UID, resourceVersion: secret.ResourceVersion,
+		uid: secret.UID,
 	}, nil
 }
 
@@ -105,10 +104,12 @@ func (s *Store) LoadImportKey(ctx context.Context, p *ImportParameters) ([]byte,
 }
 
 // DeleteImportParameters deletes p's wrapping key, only if it is still the
-// one that was read.
+// one that was read: the same UID (new parameters are a new Secret). Not
+// the same resourceVersion: a root key rotation reseals the Secret in
+// place, and that must not keep it from being deleted.
 func (s *Store) DeleteImportParameters(ctx context.Context, p *ImportParameters) error {
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: ImportSecretName(p.KeyID)}}
-	err := s.Client.Delete(ctx, secret, client.Preconditions{UID: &p.uid, ResourceVersion: &p.resourceVersion})
+	err := s.Client.Delete(ctx, secret, client.Preconditions{UID: &p.uid})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("delete import wrapping key of key %s: %w", p.KeyID, err)
 	}

@@ -1,5 +1,5 @@
 // Package keystore keeps sealed key material in Secrets of the operator's
-// namespace: one immutable Secret per key version, named after the key ID and
+// namespace: one Secret per key version, named after the key ID and
 // version, so that creating a version is a compare-and-swap (AlreadyExists
 // means another writer made it) and versions are only ever added.
 //
@@ -250,8 +250,9 @@ func (s *Store) create(ctx context.Context, owner Owner, version int32, material
 	return s.createSealed(ctx, what, SecretName(owner.KeyID, version), labels, annotations, material, seal.MaterialAAD(owner.KeyID, version, owner.KeySpec))
 }
 
-// createSealed seals plaintext bound to aad into a new immutable Secret of
-// the operator namespace. It reports false when the Secret already exists:
+// createSealed seals plaintext bound to aad into a new Secret of the
+// operator namespace. It is not immutable: a root key rotation reseals its
+// data in place (seal.Reseal), so that no copy under the old root stays. It reports false when the Secret already exists:
 // another writer made it first.
 func (s *Store) createSealed(ctx context.Context, what, name string, labels, annotations map[string]string, plaintext, aad []byte) (bool, error) {
 	sealed, err := s.Sealer.Seal(ctx, plaintext, aad)
@@ -261,7 +262,6 @@ func (s *Store) createSealed(ctx context.Context, what, name string, labels, ann
 	labels[kmsv1alpha1.ManagedByLabel] = kmsv1alpha1.ManagedByValue
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: labels, Annotations: annotations},
-		Immutable:  new(true),
 		Type:       SecretType,
 		Data:       map[string][]byte{dataSealed: sealed, dataProvider: []byte(s.Sealer.Provider())},
 	}
@@ -292,14 +292,8 @@ func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec s
 
 // unsealSecret unseals a Secret made by createSealed, bound to aad.
 func (s *Store) unsealSecret(ctx context.Context, secret *corev1.Secret, aad []byte) ([]byte, error) {
-	blob, p, err := seal.SealedBlob(secret, dataSealed, dataProvider)
-	if err != nil {
-		return nil, err
-	}
-	if p != s.Sealer.Provider() {
-		return nil, fmt.Errorf("%w: sealed by root of trust %q, this manager uses %q", seal.ErrWrongRoot, p, s.Sealer.Provider())
-	}
-	return s.Sealer.Unseal(ctx, blob, aad)
+	pt, _, _, err := seal.OpenSealed(ctx, secret, dataSealed, dataProvider, aad, s.Sealer)
+	return pt, err
 }
 
 // Tombstone marks a version as belonging to a deleted key, to be destroyed
@@ -428,9 +422,11 @@ const resealPageSize = 500
 
 // ResealBatch reseals under the store's sealer, with seal.Reseal, up to
 // limit sealed Secrets (key versions, tombstones and import wrapping keys)
-// that are not sealed under its current root yet, and counts the rest.
-// Each Secret is written alone and at once, so a crash between two leaves
-// each one readable; calling it again goes on where it stopped.
+// that are not sealed under its current root yet, and counts the rest;
+// with limit 0 it only counts. Whether a Secret is current is decided by
+// unsealing it, not by reading its header. Each Secret is written alone
+// and at once, so a crash between two leaves each one readable; calling it
+// again goes on where it stopped.
 func (s *Store) ResealBatch(ctx context.Context, limit int) (ResealProgress, error) {
 	var p ResealProgress
 	opts := []client.ListOption{client.InNamespace(s.Namespace), client.MatchingFields{"type": string(SecretType)}, client.Limit(resealPageSize)}
@@ -442,21 +438,16 @@ func (s *Store) ResealBatch(ctx context.Context, limit int) (ResealProgress, err
 		for i := range list.Items {
 			secret := &list.Items[i]
 			p.Total++
-			blob, provider, err := seal.SealedBlob(secret, dataSealed, dataProvider)
-			if err == nil && provider == s.Sealer.Provider() && seal.SealedUnderCurrent(s.Sealer, blob) {
-				continue
-			}
-			if p.Resealed >= limit {
-				p.Pending++
-				continue
-			}
-			aad, what := sealedAAD(secret)
-			if aad == nil {
-				err = fmt.Errorf("%s", what)
-			} else {
-				_, err = seal.Reseal(ctx, s.Client, secret, dataSealed, dataProvider, aad, s.Sealer, s.Sealer)
+			aad, why := sealedAAD(secret)
+			var needed bool
+			err := errors.New(why)
+			if aad != nil {
+				needed, err = seal.Reseal(ctx, s.Client, secret, dataSealed, dataProvider, aad, s.Sealer, p.Resealed >= limit)
 			}
 			switch {
+			case err == nil && !needed:
+			case err == nil && p.Resealed >= limit:
+				p.Pending++
 			case err == nil:
 				p.Resealed++
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):

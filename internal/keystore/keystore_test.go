@@ -117,8 +117,10 @@ func TestCreateWritesAVersionOnce(t *testing.T) {
 	if secret.Name != "kubekms-key-"+keyID+"-v1" {
 		t.Errorf("name %q, want kubekms-key-<keyID>-v1", secret.Name)
 	}
-	if secret.Type != SecretType || secret.Immutable == nil || !*secret.Immutable {
-		t.Errorf("type %q immutable %v; want %q and immutable", secret.Type, secret.Immutable, SecretType)
+	// Not immutable: a root key rotation reseals the data in place, so no
+	// copy under the old root key stays (seal.Reseal).
+	if secret.Type != SecretType || secret.Immutable != nil && *secret.Immutable {
+		t.Errorf("type %q immutable %v; want %q and mutable", secret.Type, secret.Immutable, SecretType)
 	}
 	for k, want := range map[string]string{kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue, kmsv1alpha1.ComponentLabel: ComponentMaterial,
 		LabelKeyNamespace: "shop", LabelKeyName: "payments", LabelKeyID: keyID, LabelKeyVersion: "1"} {

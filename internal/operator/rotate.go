@@ -47,7 +47,13 @@ func (r rootRotator) Versions(ctx context.Context) (seal.LocalRoot, error) {
 	if err := r.supported(); err != nil {
 		return seal.LocalRoot{}, err
 	}
-	return seal.ReadLocalRoot(ctx, r.op.Manager.GetAPIReader(), r.op.opts.Namespace)
+	state, err := seal.ReadLocalRoot(ctx, r.op.Manager.GetAPIReader(), r.op.opts.Namespace)
+	if err == nil && len(state.Versions) > 1 && state.RotatedAt.IsZero() {
+		// Versions added by hand, or the time edited away: the wait before
+		// retiring starts now.
+		state.RotatedAt, err = seal.StampRotatedAt(ctx, r.op.Manager.GetClient(), r.op.Manager.GetAPIReader(), r.op.opts.Namespace, r.op.opts.Clock.Now())
+	}
+	return state, err
 }
 
 // Reseal implements controllers.RootRotator: the root check Secret first,
@@ -62,15 +68,18 @@ func (r rootRotator) Reseal(ctx context.Context, limit int) (keystore.ResealProg
 	if err := op.RootOfTrust.Check(ctx); err != nil {
 		return keystore.ResealProgress{}, err
 	}
-	if _, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer); err != nil {
+	if _, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer, false); err != nil {
 		return keystore.ResealProgress{}, err
 	}
 	return op.Store.ResealBatch(ctx, limit)
 }
 
 // Retire implements controllers.RootRotator: it reloads the root, counts
-// again (uncached) what is sealed under an old version, and retires them
-// only when that is nothing.
+// again (uncached, unsealing each one) what is not sealed under the
+// version it holds, and retires every other version only when that is
+// nothing and the root key Secret still names the version it holds as
+// current (a rotation in between, by another manager that believes it
+// leads, is not retired over).
 func (r rootRotator) Retire(ctx context.Context) ([]uint32, error) {
 	op := r.op
 	if err := r.supported(); err != nil {
@@ -79,22 +88,25 @@ func (r rootRotator) Retire(ctx context.Context) ([]uint32, error) {
 	if err := op.RootOfTrust.Check(ctx); err != nil {
 		return nil, err
 	}
-	state, err := seal.ReadLocalRoot(ctx, op.Manager.GetAPIReader(), op.opts.Namespace)
-	if err != nil {
-		return nil, err
+	keep, ok := seal.CurrentRootVersion(op.Sealer)
+	if !ok {
+		return nil, fmt.Errorf("not retiring old root key versions: the root held has no version")
 	}
 	p, err := op.Store.ResealBatch(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
-	check, err := seal.CheckSealedUnderCurrent(ctx, op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer)
+	check, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer, true)
 	if err != nil {
 		return nil, err
 	}
-	if p.Pending > 0 || !check {
-		return nil, fmt.Errorf("not retiring old root key versions: %d sealed Secrets (root check current: %t) are not sealed under version %d", p.Pending, check, state.Current)
+	if p.Pending > 0 || check {
+		return nil, fmt.Errorf("not retiring old root key versions: %d sealed Secrets (and the root check: %t) are not sealed under version %d yet", p.Pending, check, keep)
 	}
-	retired, err := seal.RetireLocal(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, state.Current)
+	if now, _ := seal.CurrentRootVersion(op.Sealer); now != keep {
+		return nil, fmt.Errorf("not retiring old root key versions: the root was reloaded at version %d while counting under %d", now, keep)
+	}
+	retired, err := seal.RetireLocal(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, keep)
 	if err != nil {
 		return nil, err
 	}

@@ -91,14 +91,7 @@ func checkMismatch(ctx context.Context, secret *corev1.Secret, s Sealer) error {
 	if secret.Type != RootCheckSecretType {
 		return fmt.Errorf("type %q, want %q", secret.Type, RootCheckSecretType)
 	}
-	blob, p, err := SealedBlob(secret, checkData, checkProvider)
-	if err != nil {
-		return err
-	}
-	if p != s.Provider() {
-		return fmt.Errorf("sealed by root of trust %q", p)
-	}
-	got, err := s.Unseal(ctx, blob, []byte(checkValue))
+	got, _, _, err := OpenSealed(ctx, secret, checkData, checkProvider, []byte(checkValue), s)
 	if err != nil {
 		return err
 	}
@@ -116,8 +109,7 @@ func createCheck(ctx context.Context, c client.Client, key types.NamespacedName,
 	return c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: map[string]string{
 			kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue, kmsv1alpha1.ComponentLabel: "root-check"}},
-		Type:      RootCheckSecretType,
-		Immutable: new(true),
+		Type: RootCheckSecretType,
 		Data:      map[string][]byte{checkData: blob, checkProvider: []byte(s.Provider())},
 	})
 }

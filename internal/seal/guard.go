@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -35,6 +36,10 @@ type Guarded struct {
 	notifyMu sync.Mutex
 	notify   []func(error)
 	notified time.Time // under mu
+	// checks numbers each Check; kept is the number of the one whose root
+	// is held (under mu).
+	checks atomic.Uint64
+	kept   uint64
 
 	// refreshMu serializes the reloads an unseal asks for (refresh), at
 	// most one per refreshEvery.
@@ -101,6 +106,9 @@ func (g *Guarded) Check(ctx context.Context) error {
 	g.mu.RLock()
 	s := g.cur
 	g.mu.RUnlock()
+	// Checks may overlap (the ticker, an unseal's refresh, a rotation): the
+	// root loaded by the one that began last is the one kept.
+	seq := g.checks.Add(1)
 	var err error
 	if s == nil || g.reload {
 		var fresh Sealer
@@ -136,8 +144,10 @@ func (g *Guarded) Check(ctx context.Context) error {
 			// not be read for a moment (the API server) is kept and tried.
 			g.cur = nil
 		}
+	} else if seq > g.kept {
+		g.cur, g.err, g.kept = s, nil, seq
 	} else {
-		g.cur, g.err = s, nil
+		g.err = nil // a later check has stored a newer root
 	}
 	g.mu.Unlock()
 	if news {
@@ -233,4 +243,15 @@ func (g *Guarded) SealedUnderCurrent(blob []byte) bool {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	return g.cur != nil && SealedUnderCurrent(g.cur, blob)
+}
+
+// CurrentRootVersion implements the optional method CurrentRootVersion
+// reads, for the root held now.
+func (g *Guarded) CurrentRootVersion() (uint32, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.cur == nil {
+		return 0, false
+	}
+	return CurrentRootVersion(g.cur)
 }

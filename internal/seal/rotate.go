@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -40,8 +41,9 @@ const (
 )
 
 // SealedBlob is the blob a sealed Secret holds and the root of trust that
-// sealed it: the resealed annotations when set, else the data entries
-// blobKey and providerKey.
+// sealed it, as written last: the resealed annotations when set, else the
+// data entries blobKey and providerKey. Unsealing goes through OpenSealed,
+// which falls back to the data.
 func SealedBlob(secret *corev1.Secret, blobKey, providerKey string) ([]byte, string, error) {
 	if b64, ok := secret.Annotations[AnnotationResealed]; ok {
 		blob, err := base64.StdEncoding.DecodeString(b64)
@@ -53,43 +55,92 @@ func SealedBlob(secret *corev1.Secret, blobKey, providerKey string) ([]byte, str
 	return secret.Data[blobKey], string(secret.Data[providerKey]), nil
 }
 
-// Reseal unseals the blob of secret (SealedBlob) bound to aad under from,
-// seals it under to, checks that it unseals again, and writes it to the
-// Secret's resealed annotations with an optimistic lock on the
-// resourceVersion read, so a concurrent change (a tombstone, another
-// reseal) makes it fail, not overwrite. It reports false, writing nothing,
-// when the blob is sealed by to's provider under its current root already.
-func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey, providerKey string, aad []byte, from, to Sealer) (bool, error) {
-	blob, provider, err := SealedBlob(secret, blobKey, providerKey)
-	if err != nil {
-		return false, err
+// OpenSealed unseals, under s, the blob of a sealed Secret bound to aad: the
+// resealed annotations' when they unseal, else the data's, so an annotation
+// that does not unseal (written by hand, or by someone who may patch but
+// not delete Secrets) never hides a data blob that does. It returns the
+// plaintext, and the blob and provider that opened it. A blob sealed by
+// another provider is ErrWrongRoot. The first error is the one returned.
+func OpenSealed(ctx context.Context, secret *corev1.Secret, blobKey, providerKey string, aad []byte, s Sealer) ([]byte, []byte, string, error) {
+	type candidate struct {
+		blob     []byte
+		provider string
 	}
-	if provider == to.Provider() && SealedUnderCurrent(to, blob) {
-		return false, nil
+	var candidates []candidate
+	var first error
+	if _, ok := secret.Annotations[AnnotationResealed]; ok {
+		if blob, provider, err := SealedBlob(secret, blobKey, providerKey); err != nil {
+			first = err
+		} else {
+			candidates = append(candidates, candidate{blob, provider})
+		}
 	}
-	if provider != from.Provider() {
-		return false, fmt.Errorf("%w: Secret %s/%s is sealed by root of trust %q, not %q", ErrWrongRoot, secret.Namespace, secret.Name, provider, from.Provider())
+	if blob := secret.Data[blobKey]; len(blob) > 0 || len(candidates) == 0 {
+		candidates = append(candidates, candidate{blob, string(secret.Data[providerKey])})
 	}
-	plaintext, err := from.Unseal(ctx, blob, aad)
+	for _, c := range candidates {
+		var err error
+		if c.provider != s.Provider() {
+			err = fmt.Errorf("%w: sealed by root of trust %q, this manager uses %q", ErrWrongRoot, c.provider, s.Provider())
+		} else {
+			var pt []byte
+			if pt, err = s.Unseal(ctx, c.blob, aad); err == nil {
+				return pt, c.blob, c.provider, nil
+			}
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, nil, "", first
+}
+
+// Reseal unseals the blob of secret bound to aad (OpenSealed) under s,
+// seals it under s's current root, checks that it unseals again, and
+// writes it with an optimistic lock on the resourceVersion read, so a
+// concurrent change (a tombstone, another reseal) makes it fail, not
+// overwrite: into the data of a mutable Secret (the blob under the old
+// root is gone from it), into the resealed annotations of an immutable one
+// (written by releases before root rotation; its data keeps the old blob).
+// It reports whether the Secret needed it; with dryRun it writes nothing.
+func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey, providerKey string, aad []byte, s Sealer, dryRun bool) (bool, error) {
+	plaintext, blob, provider, err := OpenSealed(ctx, secret, blobKey, providerKey, aad, s)
 	if err != nil {
 		return false, fmt.Errorf("unseal Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 	}
 	defer clear(plaintext)
-	fresh, err := to.Seal(ctx, plaintext, aad)
-	if err != nil {
-		return false, fmt.Errorf("reseal Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	inData := bytes.Equal(blob, secret.Data[blobKey]) && provider == string(secret.Data[providerKey])
+	immutable := secret.Immutable != nil && *secret.Immutable
+	_, annotated := secret.Annotations[AnnotationResealed]
+	if SealedUnderCurrent(s, blob) && (immutable || inData && !annotated) {
+		return false, nil
 	}
-	again, err := to.Unseal(ctx, fresh, aad)
-	clear(again)
-	if err != nil {
-		return false, fmt.Errorf("Secret %s/%s resealed does not unseal: %w", secret.Namespace, secret.Name, err)
+	if dryRun {
+		return true, nil
+	}
+	fresh := blob
+	if !SealedUnderCurrent(s, blob) {
+		if fresh, err = s.Seal(ctx, plaintext, aad); err != nil {
+			return false, fmt.Errorf("reseal Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+		}
+		again, err := s.Unseal(ctx, fresh, aad)
+		clear(again)
+		if err != nil {
+			return false, fmt.Errorf("Secret %s/%s resealed does not unseal: %w", secret.Namespace, secret.Name, err)
+		}
 	}
 	orig := secret.DeepCopy()
 	if secret.Annotations == nil {
 		secret.Annotations = map[string]string{}
 	}
-	secret.Annotations[AnnotationResealed] = base64.StdEncoding.EncodeToString(fresh)
-	secret.Annotations[AnnotationResealedBy] = to.Provider()
+	if immutable {
+		secret.Annotations[AnnotationResealed] = base64.StdEncoding.EncodeToString(fresh)
+		secret.Annotations[AnnotationResealedBy] = s.Provider()
+	} else {
+		secret.Data[blobKey], secret.Data[providerKey] = fresh, []byte(s.Provider())
+		delete(secret.Annotations, AnnotationResealed)
+		delete(secret.Annotations, AnnotationResealedBy)
+	}
 	if err := c.Patch(ctx, secret, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return false, fmt.Errorf("write resealed Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 	}
@@ -97,8 +148,8 @@ func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey
 }
 
 // ResealCheck reseals the root check Secret of namespace under s (see
-// Reseal); false when there is none or it is current already.
-func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, namespace string, s Sealer) (bool, error) {
+// Reseal); false when there is none or it needed nothing.
+func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, namespace string, s Sealer, dryRun bool) (bool, error) {
 	secret := &corev1.Secret{}
 	err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: RootCheckSecretName}, secret)
 	if apierrors.IsNotFound(err) {
@@ -107,25 +158,16 @@ func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, nam
 	if err != nil {
 		return false, fmt.Errorf("read root check Secret: %w", err)
 	}
-	return Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, s)
+	return Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, dryRun)
 }
 
-// CheckSealedUnderCurrent reports whether the root check Secret of
-// namespace is sealed under s's current root (true when there is none).
-func CheckSealedUnderCurrent(ctx context.Context, reader client.Reader, namespace string, s Sealer) (bool, error) {
-	secret := &corev1.Secret{}
-	err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: RootCheckSecretName}, secret)
-	if apierrors.IsNotFound(err) {
-		return true, nil
+// CurrentRootVersion is the root key version s seals under, for sealers
+// whose root has versions (local, file).
+func CurrentRootVersion(s Sealer) (uint32, bool) {
+	if v, ok := s.(interface{ CurrentRootVersion() (uint32, bool) }); ok {
+		return v.CurrentRootVersion()
 	}
-	if err != nil {
-		return false, fmt.Errorf("read root check Secret: %w", err)
-	}
-	blob, provider, err := SealedBlob(secret, checkData, checkProvider)
-	if err != nil {
-		return false, err
-	}
-	return provider == s.Provider() && SealedUnderCurrent(s, blob), nil
+	return 0, false
 }
 
 // LocalRoot describes the local root key Secret; it holds no key bytes.
@@ -187,6 +229,25 @@ func RotateLocal(ctx context.Context, c client.Client, reader client.Reader, nam
 		return 0, false, fmt.Errorf("write root key version %d to Secret %s/%s: %w", next, namespace, RootKeySecretName, err)
 	}
 	return next, true, nil
+}
+
+// StampRotatedAt records now as the time of the local root key Secret's
+// last rotation (RotatedAtAnnotation), for a Secret with several versions
+// that does not say when: the wait before retiring them starts now.
+func StampRotatedAt(ctx context.Context, c client.Client, reader client.Reader, namespace string, now time.Time) (time.Time, error) {
+	secret := &corev1.Secret{}
+	if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: RootKeySecretName}, secret); err != nil {
+		return time.Time{}, fmt.Errorf("read root key Secret %s/%s: %w", namespace, RootKeySecretName, err)
+	}
+	orig := secret.DeepCopy()
+	if secret.Annotations == nil {
+		secret.Annotations = map[string]string{}
+	}
+	secret.Annotations[RotatedAtAnnotation] = now.UTC().Format(time.RFC3339Nano)
+	if err := c.Patch(ctx, secret, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return time.Time{}, fmt.Errorf("record the rotation time of Secret %s/%s: %w", namespace, RootKeySecretName, err)
+	}
+	return now, nil
 }
 
 // RetireLocal removes from the local root key Secret of namespace every

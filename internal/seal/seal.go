@@ -102,6 +102,9 @@ func (s *AESGCM) Provider() string { return s.provider }
 // CurrentVersion is the root key version new seals use.
 func (s *AESGCM) CurrentVersion() uint32 { return s.current }
 
+// CurrentRootVersion implements the optional method CurrentRootVersion reads.
+func (s *AESGCM) CurrentRootVersion() (uint32, bool) { return s.current, true }
+
 // Seal implements Sealer.
 func (s *AESGCM) Seal(_ context.Context, plaintext, aad []byte) ([]byte, error) {
 	aead := s.aeads[s.current]

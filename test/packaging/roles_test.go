@@ -11,6 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -111,6 +112,13 @@ var _ = Describe("The shipped ClusterRoles, aggregated into the built-in roles",
 		expectForbidden(nsAdmin.Create(ctx, rot), "create", "rootoftrusts")
 		expectForbidden(editor.Create(ctx, rot), "create", "rootoftrusts")
 		expectForbidden(nsAdmin.Status().Update(ctx, rot), "update", "rootoftrusts/status")
+		// Nor can it ask the operator's RootOfTrust for a root key
+		// rotation (a reseal of every sealed Secret).
+		theirs := &kmsv1alpha1.RootOfTrust{ObjectMeta: metav1.ObjectMeta{Namespace: releaseNS, Name: kmsv1alpha1.RootOfTrustName}}
+		rotate := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"rotationRequest":"now"}}`))
+		expectForbidden(nsAdmin.Patch(ctx, theirs, rotate), "patch", "rootoftrusts")
+		expectForbidden(editor.Patch(ctx, theirs, rotate), "patch", "rootoftrusts")
+		expectForbidden(nsAdmin.Patch(ctx, rot, rotate), "patch", "rootoftrusts")
 	})
 
 	It("lets view read keys, and nothing secret", func(ctx SpecContext) {
