@@ -155,15 +155,13 @@ func (r *RootOfTrustReconciler) rotate(ctx context.Context, rot, before *kmsv1al
 			result.RequeueAfter = resealRetry // only conflicts: they settle
 		}
 	}
-	if old := meta.FindStatusCondition(before.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed); old == nil || old.Reason != cond.Reason {
-		switch cond.Reason {
-		case kmsv1alpha1.RootOfTrustReasonResealed:
-			if old != nil {
-				r.Recorder.Eventf(rot, nil, corev1.EventTypeNormal, ReasonResealed, StepReseal, "%s", cond.Message)
-			}
-		case kmsv1alpha1.RootOfTrustReasonResealFailed:
-			r.Recorder.Eventf(rot, nil, corev1.EventTypeWarning, ReasonResealFailed, StepReseal, "%s", limit(cond.Message, 1000))
-		}
+	old := meta.FindStatusCondition(before.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed)
+	switch {
+	case cond.Reason == kmsv1alpha1.RootOfTrustReasonResealed && (p.Resealed > 0 || old != nil && old.Reason != cond.Reason):
+		// A reseal finished: in this round, or in rounds before.
+		r.Recorder.Eventf(rot, nil, corev1.EventTypeNormal, ReasonResealed, StepReseal, "%s", cond.Message)
+	case cond.Reason == kmsv1alpha1.RootOfTrustReasonResealFailed && (old == nil || old.Reason != cond.Reason):
+		r.Recorder.Eventf(rot, nil, corev1.EventTypeWarning, ReasonResealFailed, StepReseal, "%s", limit(cond.Message, 1000))
 	}
 	meta.SetStatusCondition(&rot.Status.Conditions, cond)
 	rot.Status.RootKeyVersions = int32(len(state.Versions))

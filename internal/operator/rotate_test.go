@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,6 +28,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
@@ -111,13 +114,14 @@ func requestRootRotation(t *testing.T, c client.Client, request string) {
 }
 
 // waitResealed waits until the RootOfTrust reports root key version
-// version (0: any), alone, with every sealed Secret resealed under it.
-func waitResealed(t *testing.T, c client.Client, version int32) *kmsv1alpha1.RootOfTrust {
+// version (0: any), alone, having answered request, with every sealed Secret resealed under it.
+func waitResealed(t *testing.T, c client.Client, version int32, request string) *kmsv1alpha1.RootOfTrust {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		rot := &kmsv1alpha1.RootOfTrust{}
 		if err := c.Get(context.Background(), client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot); err == nil &&
+			rot.Status.ObservedRotationRequest == request &&
 			(rot.Status.RootKeyVersion == version || version == 0 && rot.Status.RootKeyVersion > 0) && rot.Status.RootKeyVersions == 1 && rot.Status.ResealPending == 0 &&
 			meta.IsStatusConditionTrue(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed) {
 			return rot
@@ -244,7 +248,7 @@ func TestRootKeyRotationUnderLoad(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	rotatedAt := time.Now().Add(-time.Second) // Event times are in microseconds
 	requestRootRotation(t, c, "2026-12-02")
-	rot := waitResealed(t, c, 2)
+	rot := waitResealed(t, c, 2, "2026-12-02")
 	close(stop)
 	wg.Wait()
 	if failed.Load() != 0 || calls.Load() == 0 {
@@ -292,13 +296,15 @@ func TestRootKeyRotationUnderLoad(t *testing.T) {
 		t.Fatalf("the same rotation request again left %v, want root-key-v2 alone", got)
 	}
 	requestRootRotation(t, c, "second")
-	waitResealed(t, c, 3)
+	waitResealed(t, c, 3, "second")
 	assertSealedUnderRootVersion(t, c, 3)
 }
 
 // assertSealedUnderRootVersion checks that every sealed Secret of the
-// operator namespace, and the root check, holds a blob sealed by local
-// under root key version v, and that no Secret holds it in its data.
+// operator namespace, and the root check, is sealed by local under root key
+// version v: in its data, with no resealed annotation, when it is mutable;
+// in its resealed annotation when it is immutable (written by a release
+// before root rotation), whose data keeps the old blob.
 func assertSealedUnderRootVersion(t *testing.T, c client.Client, v uint32) {
 	t.Helper()
 	secrets := &corev1.SecretList{}
@@ -307,20 +313,17 @@ func assertSealedUnderRootVersion(t *testing.T, c client.Client, v uint32) {
 	}
 	n := 0
 	for _, s := range secrets.Items {
-		blobKey, providerKey := "sealed", "sealer"
-		switch s.Type {
-		case seal.SealedSecretType:
-		case seal.RootCheckSecretType:
-		default:
+		if s.Type != seal.SealedSecretType && s.Type != seal.RootCheckSecretType {
 			continue
 		}
 		n++
-		blob, provider, err := seal.SealedBlob(&s, blobKey, providerKey)
+		blob, provider, err := seal.SealedBlob(&s, "sealed", "sealer")
 		if err != nil || provider != seal.LocalProvider || len(blob) < 5 || binary.BigEndian.Uint32(blob[1:5]) != v {
-			t.Fatalf("Secret %s: sealed by %q under root key version %d (%v), want local version %d", s.Name, provider, binary.BigEndian.Uint32(blob[1:5]), err, v)
+			t.Fatalf("Secret %s: sealed by %q, %v; want local root key version %d", s.Name, provider, err, v)
 		}
-		if _, ok := s.Annotations[seal.AnnotationResealed]; !ok {
-			t.Fatalf("Secret %s was not resealed into its annotation", s.Name)
+		_, annotated := s.Annotations[seal.AnnotationResealed]
+		if immutable := s.Immutable != nil && *s.Immutable; annotated != immutable {
+			t.Fatalf("Secret %s: immutable %t but resealed annotation %t: want the annotation exactly on immutable Secrets", s.Name, immutable, annotated)
 		}
 	}
 	if n == 0 {
@@ -346,7 +349,7 @@ func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 	// key a first manager created; 80 versions make a reseal long enough
 	// to be cut.
 	first := startReplica(t, env, true, false, 100*time.Millisecond)
-	waitResealed(t, c, 1)
+	waitResealed(t, c, 1, "")
 	first.stop()
 	root, err := seal.LoadLocal(ctx, c, testenv.OperatorNamespace)
 	if err != nil {
@@ -369,6 +372,25 @@ func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 			}
 			versions = append(versions, version{owner, v, m})
 		}
+	}
+	// Five versions as a release before root rotation wrote them:
+	// immutable, so resealed into annotations.
+	legacy := map[string]bool{}
+	for _, v := range versions[:5] {
+		name := keystore.SecretName(v.owner.KeyID, v.version)
+		old := &corev1.Secret{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: name}, old); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Delete(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		again := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: old.Namespace, Name: old.Name, Labels: old.Labels, Annotations: old.Annotations},
+			Type: old.Type, Data: old.Data, Immutable: new(true)}
+		if err := c.Create(ctx, again); err != nil {
+			t.Fatal(err)
+		}
+		legacy[name] = true
 	}
 	readable := func(when string) {
 		t.Helper()
@@ -394,12 +416,17 @@ func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 	for i := range cycles {
 		requestRootRotation(t, c, fmt.Sprintf("r%d", i))
 		r := startReplica(t, env, true, false, 100*time.Millisecond)
-		time.Sleep(time.Duration(mrand.IntN(600)) * time.Millisecond)
+		// A manager here answers within about a second of its start.
+		time.Sleep(300*time.Millisecond + time.Duration(mrand.IntN(1200))*time.Millisecond)
 		r.stop()
 		readable(fmt.Sprintf("after stop %d", i))
+		rot := &kmsv1alpha1.RootOfTrust{}
+		_ = c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot)
+		t.Logf("stop %d: root key Secret %v, status answered %q, %d of %d pending", i, rootKeyVersions(t, c),
+			rot.Status.ObservedRotationRequest, rot.Status.ResealPending, rot.Status.SealedSecrets)
 	}
 	startReplica(t, env, true, false, 100*time.Millisecond)
-	rot := waitResealed(t, c, 0)
+	rot := waitResealed(t, c, 0, fmt.Sprintf("r%d", cycles-1))
 	if v := rot.Status.RootKeyVersion; v < 2 || v > 1+cycles || rot.Status.ObservedRotationRequest != fmt.Sprintf("r%d", cycles-1) {
 		t.Fatalf("after %d rotation requests the root key version is %d (request %q observed); want the last request answered, one version at most per request",
 			cycles, v, rot.Status.ObservedRotationRequest)
@@ -409,4 +436,57 @@ func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 	}
 	assertSealedUnderRootVersion(t, c, uint32(rot.Status.RootKeyVersion))
 	readable("at the end")
+
+	// Someone who may patch Secrets here writes resealed annotations that
+	// do not unseal (garbage, another provider, a valid header over
+	// nothing) on the root check and on Secrets whose data holds the
+	// current blob: no version becomes unreadable, the root check still
+	// proves the root, and the next reseal takes the annotations away.
+	// (On an immutable Secret whose old root key is retired, the
+	// annotation is the only copy: patching it destroys that version, as
+	// patching the root key Secret destroys all. docs/root-of-trust.md.)
+	forge := map[string]string{
+		seal.RootCheckSecretName:                         `{"metadata":{"annotations":{"kms.kubekms.io/resealed":"AAAA","kms.kubekms.io/resealed-by":"awskms"}}}`,
+		keystore.SecretName(versions[10].owner.KeyID, 1): `{"metadata":{"annotations":{"kms.kubekms.io/resealed":"%s","kms.kubekms.io/resealed-by":"local"}}}`,
+		keystore.SecretName(versions[30].owner.KeyID, 1): `{"metadata":{"annotations":{"kms.kubekms.io/resealed":"%s"}}}`,
+		keystore.SecretName(versions[20].owner.KeyID, 2): `{"metadata":{"annotations":{"kms.kubekms.io/resealed-by":"pkcs11"}}}`,
+	}
+	header := make([]byte, 5+28)
+	header[0] = 1
+	binary.BigEndian.PutUint32(header[1:5], uint32(rot.Status.RootKeyVersion))
+	for name, patch := range forge {
+		if strings.Contains(patch, "%s") {
+			patch = fmt.Sprintf(patch, base64.StdEncoding.EncodeToString(header))
+		}
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testenv.OperatorNamespace, Name: name}}
+		if err := c.Patch(ctx, secret, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+			t.Fatalf("forge %s: %v", name, err)
+		}
+	}
+	readable("with forged annotations")
+	requestRootRotation(t, c, "after forgery")
+	rot = waitResealed(t, c, rot.Status.RootKeyVersion+1, "after forgery")
+	readable("after the forgery was resealed over")
+	for name := range forge {
+		secret := &corev1.Secret{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: name}, secret); err != nil {
+			t.Fatal(err)
+		}
+		if _, annotated := secret.Annotations[seal.AnnotationResealed]; annotated != legacy[name] {
+			t.Fatalf("Secret %s after the reseal: resealed annotation %t, want %t", name, annotated, legacy[name])
+		}
+	}
+
+	// Retiring over a version other than the current one is refused.
+	current := uint32(rot.Status.RootKeyVersion)
+	if _, _, err := seal.RotateLocal(ctx, c, c, testenv.OperatorNamespace, "by hand", rand.Reader, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if retired, err := seal.RetireLocal(ctx, c, c, testenv.OperatorNamespace, current); err == nil || len(retired) > 0 {
+		t.Fatalf("RetireLocal keeping version %d after a rotation to %d = %v, %v; want refused", current, current+1, retired, err)
+	}
+	if got := rootKeyVersions(t, c); len(got) != 2 {
+		t.Fatalf("root key Secret holds %v, want both versions kept", got)
+	}
+	readable("after a refused retire")
 }

@@ -110,7 +110,7 @@ func createCheck(ctx context.Context, c client.Client, key types.NamespacedName,
 		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: map[string]string{
 			kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue, kmsv1alpha1.ComponentLabel: "root-check"}},
 		Type: RootCheckSecretType,
-		Data:      map[string][]byte{checkData: blob, checkProvider: []byte(s.Provider())},
+		Data: map[string][]byte{checkData: blob, checkProvider: []byte(s.Provider())},
 	})
 }
 

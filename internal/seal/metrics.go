@@ -84,7 +84,9 @@ func (m *Instrumented) observe(op string, start time.Time, err error) {
 }
 
 // SealedUnderCurrent implements the optional method SealedUnderCurrent reads.
-func (m *Instrumented) SealedUnderCurrent(blob []byte) bool { return SealedUnderCurrent(m.Sealer, blob) }
+func (m *Instrumented) SealedUnderCurrent(blob []byte) bool {
+	return SealedUnderCurrent(m.Sealer, blob)
+}
 
 // CurrentRootVersion implements the optional method CurrentRootVersion reads.
 func (m *Instrumented) CurrentRootVersion() (uint32, bool) { return CurrentRootVersion(m.Sealer) }
