@@ -112,7 +112,7 @@ var _ = Describe("A missing local root key", func() {
 	// then was lost at the next check.
 	It("is not replaced while the root check shows one was in use, even with nothing sealed yet", func(ctx SpecContext) {
 		ns, st := rootedNamespace(ctx)
-		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, st.Sealer, st.TrialUnseal)).To(Succeed()) // what every replica does before it seals
+		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, st.Sealer, nil, st.TrialUnseal)).To(Succeed()) // what every replica does before it seals
 		deleteRootKey(ctx, ns)
 
 		_, err := seal.LoadOrCreateLocal(ctx, k8sClient, k8sClient, ns, rand.Reader)
@@ -151,14 +151,14 @@ var _ = Describe("A missing local root key", func() {
 		_, other := rootedNamespace(ctx) // another root key, of another namespace
 		check := client.ObjectKey{Namespace: ns, Name: seal.RootCheckSecretName}
 
-		err = seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, other.Sealer, st.TrialUnseal)
+		err = seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, other.Sealer, nil, st.TrialUnseal)
 		Expect(err).To(MatchError(seal.ErrWrongRoot))
 		Expect(err).To(MatchError(ContainSubstring("Secret %s/%s does not unseal under the configured root of trust local", ns, keystore.SecretName(o.KeyID, 1))))
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, check, &corev1.Secret{}))).To(BeTrue(), "no root check is written for the wrong root")
 
-		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, st.Sealer, st.TrialUnseal)).To(Succeed())
+		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, st.Sealer, nil, st.TrialUnseal)).To(Succeed())
 		Expect(k8sClient.Get(ctx, check, &corev1.Secret{})).To(Succeed())
-		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, other.Sealer, st.TrialUnseal)).To(MatchError(seal.ErrWrongRoot), "and then by the check")
+		Expect(seal.VerifyRoot(ctx, k8sClient, k8sClient, ns, other.Sealer, nil, st.TrialUnseal)).To(MatchError(seal.ErrWrongRoot), "and then by the check")
 	})
 
 	It("is created when the namespace holds Secrets, but none sealed", func(ctx SpecContext) {

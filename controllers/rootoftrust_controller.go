@@ -136,18 +136,26 @@ func (r *RootOfTrustReconciler) rotate(ctx context.Context, rot, before *kmsv1al
 	resealPending.Set(float64(p.Pending))
 	rot.Status.RootKeyVersion = int32(state.Current)
 	rot.Status.SealedSecrets, rot.Status.ResealPending = int32(p.Total), int32(p.Pending)
+	under := fmt.Sprintf("root key version %d", state.Current)
+	if state.Current == 0 {
+		under = "the " + r.Root.Provider() + " root of trust"
+	}
 	cond := metav1.Condition{Type: kmsv1alpha1.RootOfTrustConditionResealed, Status: metav1.ConditionTrue, Reason: kmsv1alpha1.RootOfTrustReasonResealed,
-		Message: fmt.Sprintf("all %d sealed Secrets are sealed under root key version %d", p.Total, state.Current), ObservedGeneration: rot.Generation}
+		Message: fmt.Sprintf("all %d sealed Secrets are sealed under %s", p.Total, under), ObservedGeneration: rot.Generation}
+	if previous := r.Rotator.Migrating(); previous != "" {
+		cond.Message += fmt.Sprintf("; nothing needs the previous root of trust %s any more: remove --previous-root-of-trust "+
+			"(chart: rootOfTrust.previousProvider), then keep a backup of its root key Secret and delete it", previous)
+	}
 	var result ctrl.Result
 	switch {
 	case len(p.Failed) > 0:
 		cond.Status, cond.Reason = metav1.ConditionFalse, kmsv1alpha1.RootOfTrustReasonResealFailed
-		cond.Message = limit(fmt.Sprintf("%d of %d sealed Secrets are not sealed under root key version %d yet, and the old root key versions are kept; these could not be resealed: %s",
-			p.Pending, p.Total, state.Current, strings.Join(p.Failed, "; ")), 4096)
+		cond.Message = limit(fmt.Sprintf("%d of %d sealed Secrets are not sealed under %s yet, and the old root is kept; these could not be resealed: %s",
+			p.Pending, p.Total, under, strings.Join(p.Failed, "; ")), 4096)
 		result.RequeueAfter = resealRetry
 	case p.Pending > 0:
 		cond.Status, cond.Reason = metav1.ConditionFalse, kmsv1alpha1.RootOfTrustReasonResealing
-		cond.Message = fmt.Sprintf("%d of %d sealed Secrets resealed under root key version %d, %d to go", p.Total-p.Pending, p.Total, state.Current, p.Pending)
+		cond.Message = fmt.Sprintf("%d of %d sealed Secrets resealed under %s, %d to go", p.Total-p.Pending, p.Total, under, p.Pending)
 		if p.Resealed > 0 {
 			// After, not rate-limited: a long reseal is many rounds.
 			result.RequeueAfter = time.Millisecond
@@ -207,8 +215,11 @@ type RootRotator interface {
 	// Rotate answers request with a new root key version, once per value:
 	// it reports the current version and whether this call made it.
 	Rotate(ctx context.Context, request string) (version uint32, rotated bool, err error)
-	// Versions describes the root key versions held.
+	// Versions describes the root key versions held (none for a root of
+	// trust without versions, in a migration).
 	Versions(ctx context.Context) (seal.LocalRoot, error)
+	// Migrating names the root of trust a migration moves away from, or "".
+	Migrating() string
 	// Reseal reseals up to limit sealed Secrets under the current version.
 	Reseal(ctx context.Context, limit int) (keystore.ResealProgress, error)
 	// Retire removes every version but the current one, once it has made

@@ -25,34 +25,35 @@ import (
 )
 
 type options struct {
-	namespace         string
-	metricsAddr       string
-	probeAddr         string
-	pprofAddr         string
-	leaderElect       bool
-	devDeletionWindow time.Duration
-	leaderElectionID  string
-	maxConcurrentKeys int
-	dataplaneAddr     string
-	dataplaneInsecure bool
-	dataplaneDNSNames string
-	dataplaneIPs      string
-	dataplaneService  string
-	quotaConfig       string
-	auditLog          string
-	auditFailClosed   bool
-	usageInterval     time.Duration
-	webhookPort       int
-	webhookHost       string
-	webhookCertDir    string
-	agentImage        string
-	agentResources    [4]string
-	rootOfTrust       string
-	rootKeyPath       string
-	awsKMSKeyID       string
-	pkcs11            seal.PKCS11Config
-	rootCheckInterval time.Duration
-	zap               zap.Options
+	namespace           string
+	metricsAddr         string
+	probeAddr           string
+	pprofAddr           string
+	leaderElect         bool
+	devDeletionWindow   time.Duration
+	leaderElectionID    string
+	maxConcurrentKeys   int
+	dataplaneAddr       string
+	dataplaneInsecure   bool
+	dataplaneDNSNames   string
+	dataplaneIPs        string
+	dataplaneService    string
+	quotaConfig         string
+	auditLog            string
+	auditFailClosed     bool
+	usageInterval       time.Duration
+	webhookPort         int
+	webhookHost         string
+	webhookCertDir      string
+	agentImage          string
+	agentResources      [4]string
+	rootOfTrust         string
+	previousRootOfTrust string
+	rootKeyPath         string
+	awsKMSKeyID         string
+	pkcs11              seal.PKCS11Config
+	rootCheckInterval   time.Duration
+	zap                 zap.Options
 }
 
 func main() {
@@ -88,6 +89,7 @@ func main() {
 	flag.StringVar(&opts.agentResources[2], "agent-cpu-limit", "", "Default CPU limit of the injected agent; empty for none.")
 	flag.StringVar(&opts.agentResources[3], "agent-memory-limit", "32Mi", "Default memory limit of the injected agent; empty for none.")
 	flag.StringVar(&opts.rootOfTrust, "root-of-trust", operator.RootOfTrustLocal, "Provider of the root key that seals key material: local (a Secret in the operator's namespace), file (--root-key-path), awskms (--aws-kms-key-id) or pkcs11 (--pkcs11-*, the -pkcs11 image).")
+	flag.StringVar(&opts.previousRootOfTrust, "previous-root-of-trust", "", "Migration between roots of trust: local to keep unsealing what the local root key sealed while the leader reseals it all under --root-of-trust; remove it once the RootOfTrust says nothing needs it.")
 	flag.StringVar(&opts.rootKeyPath, "root-key-path", "", "file root of trust: a file of 32 raw bytes (root key version 1), or a directory of root-key-v<N> files (the highest N seals).")
 	flag.DurationVar(&opts.rootCheckInterval, "root-check-interval", operator.DefaultRootCheckInterval, "How often the root of trust is checked again: while it is missing, unreachable or wrong the manager is not ready, and it recovers on its own when the root comes back.")
 	flag.StringVar(&opts.pkcs11.Module, "pkcs11-module", "", "pkcs11 root of trust: the HSM's PKCS#11 shared library (the -pkcs11 image only).")
@@ -164,17 +166,18 @@ func run(ctx context.Context, opts options) error {
 	}
 
 	op, err := operator.New(ctx, ctrl.GetConfigOrDie(), operator.Options{
-		Namespace:         opts.namespace,
-		MetricsAddr:       opts.metricsAddr,
-		ProbeAddr:         opts.probeAddr,
-		PprofAddr:         opts.pprofAddr,
-		LeaderElection:    opts.leaderElect,
-		LeaderElectionID:  opts.leaderElectionID,
-		RootOfTrust:       opts.rootOfTrust,
-		RootKeyPath:       opts.rootKeyPath,
-		AWSKMSKeyID:       opts.awsKMSKeyID,
-		PKCS11:            opts.pkcs11,
-		RootCheckInterval: opts.rootCheckInterval,
+		Namespace:           opts.namespace,
+		MetricsAddr:         opts.metricsAddr,
+		ProbeAddr:           opts.probeAddr,
+		PprofAddr:           opts.pprofAddr,
+		LeaderElection:      opts.leaderElect,
+		LeaderElectionID:    opts.leaderElectionID,
+		RootOfTrust:         opts.rootOfTrust,
+		PreviousRootOfTrust: opts.previousRootOfTrust,
+		RootKeyPath:         opts.rootKeyPath,
+		AWSKMSKeyID:         opts.awsKMSKeyID,
+		PKCS11:              opts.pkcs11,
+		RootCheckInterval:   opts.rootCheckInterval,
 		Webhooks: &operator.WebhookOptions{
 			Host:    opts.webhookHost,
 			Port:    opts.webhookPort,

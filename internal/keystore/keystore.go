@@ -116,6 +116,10 @@ type Store struct {
 	Reader    client.Reader
 	Namespace string
 	Sealer    seal.Sealer
+	// Previous, when set, is the root of trust a migration moves away
+	// from: material it sealed still unseals, and ResealBatch moves it
+	// under Sealer.
+	Previous seal.Sealer
 }
 
 // SecretName is the deterministic name of a version's Secret.
@@ -292,7 +296,7 @@ func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec s
 
 // unsealSecret unseals a Secret made by createSealed, bound to aad.
 func (s *Store) unsealSecret(ctx context.Context, secret *corev1.Secret, aad []byte) ([]byte, error) {
-	pt, _, _, err := seal.OpenSealed(ctx, secret, dataSealed, dataProvider, aad, s.Sealer)
+	pt, _, _, err := seal.OpenSealed(ctx, secret, dataSealed, dataProvider, aad, s.Sealer, s.Previous)
 	return pt, err
 }
 
@@ -442,7 +446,7 @@ func (s *Store) ResealBatch(ctx context.Context, limit int) (ResealProgress, err
 			var needed bool
 			err := errors.New(why)
 			if aad != nil {
-				needed, err = seal.Reseal(ctx, s.Client, secret, dataSealed, dataProvider, aad, s.Sealer, p.Resealed >= limit)
+				needed, err = seal.Reseal(ctx, s.Client, secret, dataSealed, dataProvider, aad, s.Sealer, s.Previous, p.Resealed >= limit)
 			}
 			switch {
 			case err == nil && !needed:

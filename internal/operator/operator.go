@@ -98,6 +98,11 @@ type Options struct {
 
 	// RootOfTrust names the sealer provider; empty means RootOfTrustLocal.
 	RootOfTrust string
+	// PreviousRootOfTrust, when set, is the root of trust a migration
+	// moves away from: material it sealed still unseals, and the leader
+	// reseals all of it under RootOfTrust. Only RootOfTrustLocal (the
+	// root key Secret, never created here) can be previous.
+	PreviousRootOfTrust string
 	// RootKeyPath is the file root of trust's key file or directory.
 	RootKeyPath string
 	// AWSKMSKeyID is the awskms root of trust's key (ID, ARN or alias);
@@ -172,7 +177,10 @@ type Operator struct {
 	// RootCheckInterval; its Ready is the manager's "root-of-trust"
 	// readiness check.
 	RootOfTrust *seal.Guarded
-	Store       *keystore.Store
+	// Previous is the root of trust of Options.PreviousRootOfTrust (nil
+	// without one), checked every RootCheckInterval too.
+	Previous *seal.Guarded
+	Store    *keystore.Store
 	CA          *certs.CA
 	// Access is the policy and grant index, Keys the key cache: both fed by
 	// the manager's informers, shared by the admin webhook and every data
@@ -213,6 +221,13 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	}
 	if !slices.Contains(rootsOfTrust, opts.RootOfTrust) {
 		return nil, fmt.Errorf("root of trust %q: want one of %q", opts.RootOfTrust, rootsOfTrust)
+	}
+	switch p := opts.PreviousRootOfTrust; {
+	case p == "":
+	case p != RootOfTrustLocal:
+		return nil, fmt.Errorf("--previous-root-of-trust %q: only %s can be migrated from", p, RootOfTrustLocal)
+	case opts.RootOfTrust == RootOfTrustLocal:
+		return nil, errors.New("--previous-root-of-trust local with --root-of-trust local: to change the local root key, rotate it (RootOfTrust spec.rotationRequest)")
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -265,10 +280,18 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	// material needs does not stop the start: the manager is not ready,
 	// says why, seals and unseals nothing new, and checks again every
 	// RootCheckInterval (docs/root-of-trust.md).
+	var previous seal.Sealer
+	if opts.PreviousRootOfTrust != "" {
+		// Loaded, never created; what it unseals proves it.
+		op.Previous, _ = seal.NewGuarded(ctx, opts.PreviousRootOfTrust, true, func(ctx context.Context) (seal.Sealer, error) {
+			return seal.LoadLocal(ctx, mgr.GetAPIReader(), opts.Namespace)
+		}, func(context.Context, seal.Sealer) error { return nil })
+		previous = op.Previous
+	}
 	op.RootOfTrust, err = seal.NewGuarded(ctx, opts.RootOfTrust, opts.RootOfTrust == RootOfTrustLocal, op.loadRootOfTrust,
 		func(ctx context.Context, s seal.Sealer) error {
-			trial := (&keystore.Store{Reader: mgr.GetAPIReader(), Namespace: opts.Namespace}).TrialUnseal
-			return seal.VerifyRoot(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, s, trial)
+			trial := (&keystore.Store{Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Previous: previous}).TrialUnseal
+			return seal.VerifyRoot(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, s, previous, trial)
 		})
 	// Its error is logged by the check itself and kept for readiness; each
 	// change is an Event on the RootOfTrust, from every replica.
@@ -282,6 +305,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 		return nil, err
 	}
 	op.Store = &keystore.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Sealer: op.Sealer}
+	if op.Previous != nil {
+		if op.Store.Previous, err = seal.Instrument(op.Previous, ctrlmetrics.Registry); err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error { op.Previous.Run(ctx, interval); return nil })); err != nil {
+			return nil, err
+		}
+	}
 	if op.CA, err = certs.LoadOrCreateCA(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, opts.Clock.Now()); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
@@ -442,6 +473,11 @@ func (op *Operator) addHealthChecks() error {
 	}
 	if err := op.Manager.AddReadyzCheck("root-of-trust", op.RootOfTrust.Ready); err != nil {
 		return err
+	}
+	if op.Previous != nil {
+		if err := op.Manager.AddReadyzCheck("previous-root-of-trust", op.Previous.Ready); err != nil {
+			return err
+		}
 	}
 	if op.opts.Webhooks != nil {
 		if err := op.Manager.AddReadyzCheck("webhook", op.Manager.GetWebhookServer().StartedChecker()); err != nil {

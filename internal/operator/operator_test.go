@@ -16,3 +16,18 @@ func TestUnknownRootOfTrustIsRefused(t *testing.T) {
 		t.Fatalf("err = %v, want a refusal naming vault and every provider", err)
 	}
 }
+
+// A migration only moves away from the local root key, to another
+// provider: anything else is refused at start, naming what to do instead.
+func TestPreviousRootOfTrustIsChecked(t *testing.T) {
+	for _, tc := range []struct{ current, previous, want string }{
+		{RootOfTrustAWSKMS, RootOfTrustFile, "only local can be migrated from"},
+		{RootOfTrustLocal, RootOfTrustLocal, "rotate it (RootOfTrust spec.rotationRequest)"},
+	} {
+		_, err := New(context.Background(), &rest.Config{Host: "https://127.0.0.1:1"}, Options{Namespace: "kubekms-system",
+			RootOfTrust: tc.current, PreviousRootOfTrust: tc.previous, AWSKMSKeyID: "alias/x"})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--root-of-trust %s --previous-root-of-trust %s: err = %v, want %q", tc.current, tc.previous, err, tc.want)
+		}
+	}
+}

@@ -10,8 +10,10 @@ import (
 )
 
 // rootRotator rotates the local root key and reseals the operator
-// namespace's sealed Secrets under it (controllers.RootRotator). Other
-// roots of trust answer controllers.ErrRotationUnsupported.
+// namespace's sealed Secrets under it (controllers.RootRotator), or, in a
+// migration (--previous-root-of-trust), reseals what the previous root
+// sealed under the configured one. Other roots of trust answer
+// controllers.ErrRotationUnsupported.
 type rootRotator struct{ op *Operator }
 
 var _ controllers.RootRotator = rootRotator{}
@@ -42,9 +44,16 @@ func (r rootRotator) Rotate(ctx context.Context, request string) (uint32, bool, 
 	return version, rotated, nil
 }
 
-// Versions implements controllers.RootRotator.
+// Migrating implements controllers.RootRotator.
+func (r rootRotator) Migrating() string { return r.op.opts.PreviousRootOfTrust }
+
+// Versions implements controllers.RootRotator; a migration to a root of
+// trust without versions has none.
 func (r rootRotator) Versions(ctx context.Context) (seal.LocalRoot, error) {
 	if err := r.supported(); err != nil {
+		if r.op.Previous != nil {
+			return seal.LocalRoot{}, nil
+		}
 		return seal.LocalRoot{}, err
 	}
 	state, err := seal.ReadLocalRoot(ctx, r.op.Manager.GetAPIReader(), r.op.opts.Namespace)
@@ -60,7 +69,7 @@ func (r rootRotator) Versions(ctx context.Context) (seal.LocalRoot, error) {
 // then up to limit sealed Secrets; the root check counts as one of them.
 func (r rootRotator) Reseal(ctx context.Context, limit int) (keystore.ResealProgress, error) {
 	op := r.op
-	if err := r.supported(); err != nil {
+	if err := r.supported(); err != nil && op.Previous == nil {
 		return keystore.ResealProgress{}, err
 	}
 	// A replica that became leader since the rotation may hold the root
@@ -68,7 +77,7 @@ func (r rootRotator) Reseal(ctx context.Context, limit int) (keystore.ResealProg
 	if err := op.RootOfTrust.Check(ctx); err != nil {
 		return keystore.ResealProgress{}, err
 	}
-	if _, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer, false); err != nil {
+	if _, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer, op.Store.Previous, false); err != nil {
 		return keystore.ResealProgress{}, err
 	}
 	return op.Store.ResealBatch(ctx, limit)
@@ -96,7 +105,7 @@ func (r rootRotator) Retire(ctx context.Context) ([]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
-	check, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer, true)
+	check, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer, op.Store.Previous, true)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -51,9 +53,15 @@ type replica struct {
 // is set, with a data plane on loopback when dataPlane is.
 func startReplica(t *testing.T, env *testenv.Env, controllers, dataPlane bool, rootCheck time.Duration) *replica {
 	t.Helper()
+	return startReplicaWith(t, env, operator.Options{}, controllers, dataPlane, rootCheck)
+}
+
+// startReplicaWith is startReplica with opts' root of trust.
+func startReplicaWith(t *testing.T, env *testenv.Env, opts operator.Options, controllers, dataPlane bool, rootCheck time.Duration) *replica {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	opts := operator.Options{Namespace: testenv.OperatorNamespace, SeveralPerProcess: true, RootCheckInterval: rootCheck,
-		Serving: operator.Serving{IPs: []net.IP{net.ParseIP("127.0.0.1")}}}
+	opts.Namespace, opts.SeveralPerProcess, opts.RootCheckInterval = testenv.OperatorNamespace, true, rootCheck
+	opts.Serving = operator.Serving{IPs: []net.IP{net.ParseIP("127.0.0.1")}}
 	if controllers {
 		opts.Controllers = &operator.ControllerOptions{}
 	}
@@ -167,90 +175,20 @@ func TestRootKeyRotationUnderLoad(t *testing.T) {
 	leader := startReplica(t, env, true, true, 200*time.Millisecond)
 	follower := startReplica(t, env, false, true, time.Hour)
 
-	const ns, keys = "default", 12
-	for _, o := range []client.Object{
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}},
-		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "app-keys"},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "app"}}},
-		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "app-keys"}, Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, Verbs: []string{"encrypt", "decrypt"}}}},
-	} {
-		if err := c.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range keys {
-		if err := c.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("k%d", i)}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tr, err := env.Clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"kubekms"}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr.Status.Token)
-	lc := leader.client(t)
-	type sample struct {
-		ct []byte
-		pt string
-	}
-	var samples []sample
-	for i := range keys {
-		pt := fmt.Sprintf("secret %d", i)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			// The key's first version, RBAC and the key cache may lag.
-			out, err := lc.Encrypt(actx, &kmsv1.EncryptRequest{KeyId: fmt.Sprintf("k%d", i), Plaintext: []byte(pt)})
-			if err == nil {
-				samples = append(samples, sample{out.CiphertextBlob, pt})
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Encrypt with k%d: %v", i, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	const keys = 12
+	samples, actx := keysAndCiphertexts(t, env, leader.client(t), keys)
 	if got := rootKeyVersions(t, c); !slices.Equal(got, []string{"root-key-v1"}) {
 		t.Fatalf("root key Secret holds %v before the rotation, want root-key-v1", got)
 	}
 
 	// The load: old ciphertexts, decrypted without pause through both
 	// replicas until the old root key version is retired.
-	clients := []kmsv1.KeyManagementServiceClient{lc, follower.client(t)}
-	var calls, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				s := samples[(i*7+w)%len(samples)]
-				out, err := clients[(i+w)%2].Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: s.ct})
-				calls.Add(1)
-				if err == nil && string(out.Plaintext) != s.pt {
-					err = fmt.Errorf("plaintext %q, want %q", out.Plaintext, s.pt)
-				}
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-			}
-		})
-	}
+	calls, failed, firstErr, stop := decryptLoad(actx, []kmsv1.KeyManagementServiceClient{leader.client(t), follower.client(t)}, samples)
 	time.Sleep(200 * time.Millisecond)
 	rotatedAt := time.Now().Add(-time.Second) // Event times are in microseconds
 	requestRootRotation(t, c, "2026-12-02")
 	rot := waitResealed(t, c, 2, "2026-12-02")
-	close(stop)
-	wg.Wait()
+	stop()
 	if failed.Load() != 0 || calls.Load() == 0 {
 		t.Fatalf("%d of %d decrypts failed during the root key rotation, first: %v", failed.Load(), calls.Load(), firstErr.Load())
 	}
@@ -405,7 +343,7 @@ func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 				t.Fatalf("%s: key %s version %d: %v (material equal: %t)", when, v.owner.KeyID, v.version, err, bytes.Equal(m, v.material))
 			}
 		}
-		if err := seal.VerifyRoot(ctx, c, c, testenv.OperatorNamespace, s, nil); err != nil {
+		if err := seal.VerifyRoot(ctx, c, c, testenv.OperatorNamespace, s, nil, nil); err != nil {
 			t.Fatalf("%s: root check: %v", when, err)
 		}
 	}
@@ -489,4 +427,177 @@ func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 		t.Fatalf("root key Secret holds %v, want both versions kept", got)
 	}
 	readable("after a refused retire")
+}
+
+// Migration local → file while a load generator decrypts old ciphertexts:
+// the manager restarted with --root-of-trust file and
+// --previous-root-of-trust local serves every decrypt (0 failures) while
+// its leader reseals everything under the file root, then says nothing
+// needs the local root any more. The root key Secret is deleted, a manager
+// with the file root alone decrypts everything and rotates a key.
+func TestRootOfTrustMigrationUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	env, err := testenv.Start(testenv.Options{CRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	c := env.Client
+	local := startReplica(t, env, true, true, 200*time.Millisecond)
+	samples, actx := keysAndCiphertexts(t, env, local.client(t), 8)
+	local.stop()
+
+	dir := t.TempDir()
+	k := make([]byte, seal.RootKeySize)
+	_, _ = rand.Read(k)
+	if err := os.WriteFile(filepath.Join(dir, "root-key-v1"), k, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	fileRoot := operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: dir}
+	migrating := fileRoot
+	migrating.PreviousRootOfTrust = operator.RootOfTrustLocal
+	m := startReplicaWith(t, env, migrating, true, true, 200*time.Millisecond)
+	calls, failed, firstErr, stop := decryptLoad(actx, []kmsv1.KeyManagementServiceClient{m.client(t)}, samples)
+	var rot *kmsv1alpha1.RootOfTrust
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		rot = &kmsv1alpha1.RootOfTrust{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot)
+		cond := meta.FindStatusCondition(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed)
+		if err == nil && rot.Status.Provider == operator.RootOfTrustFile && rot.Status.SealedSecrets >= 8 && rot.Status.ResealPending == 0 &&
+			cond != nil && cond.Status == metav1.ConditionTrue && strings.Contains(cond.Message, "remove --previous-root-of-trust") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("migration did not finish: %+v", rot.Status)
+		}
+	}
+	stop()
+	if failed.Load() != 0 || calls.Load() == 0 {
+		t.Fatalf("%d of %d decrypts failed during the migration, first: %v", failed.Load(), calls.Load(), firstErr.Load())
+	}
+	t.Logf("%d decrypts during the migration, none failed; %d sealed Secrets resealed", calls.Load(), rot.Status.SealedSecrets)
+	secrets := &corev1.SecretList{}
+	if err := c.List(ctx, secrets, client.InNamespace(testenv.OperatorNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		if s.Type != seal.SealedSecretType && s.Type != seal.RootCheckSecretType {
+			continue
+		}
+		if p := string(s.Data["sealer"]); p != seal.FileProvider || s.Annotations[seal.AnnotationResealed] != "" {
+			t.Fatalf("Secret %s is sealed by %q (resealed annotation %q), want file in its data", s.Name, p, s.Annotations[seal.AnnotationResealed])
+		}
+	}
+	m.stop()
+
+	// The old root deleted: the file root alone serves everything.
+	if err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testenv.OperatorNamespace, Name: seal.RootKeySecretName}}); err != nil {
+		t.Fatal(err)
+	}
+	after := startReplicaWith(t, env, fileRoot, true, true, 200*time.Millisecond).client(t)
+	for _, s := range samples {
+		out, err := after.Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: s.ct})
+		if err != nil || string(out.Plaintext) != s.pt {
+			t.Fatalf("Decrypt with the local root key deleted = %v, %v; want %q", out, err, s.pt)
+		}
+	}
+	key := &kmsv1alpha1.Key{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "k0"}, key); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(key.DeepCopy())
+	key.Annotations = map[string]string{kmsv1alpha1.RotateAnnotation: "after migration"}
+	if err := c.Patch(ctx, key, patch); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); key.Status.CurrentVersion != 2; time.Sleep(100 * time.Millisecond) {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "k0"}, key); err != nil || time.Now().After(deadline) {
+			t.Fatalf("key k0 was not rotated under the file root: %v %+v", err, key.Status)
+		}
+	}
+}
+
+// sample is a ciphertext and the plaintext it must decrypt to.
+type sample struct {
+	ct []byte
+	pt string
+}
+
+// keysAndCiphertexts creates keys k0..k<n-1> in namespace default and a
+// ServiceAccount app that may encrypt and decrypt with them, and encrypts
+// one value with each through kmsc; it returns them and app's context.
+func keysAndCiphertexts(t *testing.T, env *testenv.Env, kmsc kmsv1.KeyManagementServiceClient, n int) ([]sample, context.Context) {
+	t.Helper()
+	ctx, c, ns := context.Background(), env.Client, "default"
+	for _, o := range []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "app-keys"},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "app"}}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "app-keys"}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, Verbs: []string{"encrypt", "decrypt"}}}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		if err := c.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("k%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr, err := env.Clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "app", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"kubekms"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr.Status.Token)
+	var samples []sample
+	for i := range n {
+		pt := fmt.Sprintf("secret %d", i)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			// The key's first version, RBAC and the key cache may lag.
+			out, err := kmsc.Encrypt(actx, &kmsv1.EncryptRequest{KeyId: fmt.Sprintf("k%d", i), Plaintext: []byte(pt)})
+			if err == nil {
+				samples = append(samples, sample{out.CiphertextBlob, pt})
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Encrypt with k%d: %v", i, err)
+			}
+		}
+	}
+	return samples, actx
+}
+
+// decryptLoad decrypts samples without pause, from four goroutines taking
+// turns over clients, until stop; it counts calls and failures (a wrong
+// plaintext is one) and keeps the first error.
+func decryptLoad(actx context.Context, clients []kmsv1.KeyManagementServiceClient, samples []sample) (calls, failed *atomic.Int64, firstErr *atomic.Value, stop func()) {
+	calls, failed, firstErr = new(atomic.Int64), new(atomic.Int64), new(atomic.Value)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				s := samples[(i*7+w)%len(samples)]
+				out, err := clients[(i+w)%len(clients)].Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: s.ct})
+				calls.Add(1)
+				if err == nil && string(out.Plaintext) != s.pt {
+					err = fmt.Errorf("plaintext %q, want %q", out.Plaintext, s.pt)
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+	var once sync.Once
+	return calls, failed, firstErr, func() { once.Do(func() { close(done); wg.Wait() }) }
 }

@@ -41,7 +41,10 @@ const (
 // check existed, or the check deleted), trial, when set, must unseal some
 // of that material under s before the check is written: otherwise any root
 // would be taken for the right one.
-func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, namespace string, s Sealer, trial func(context.Context, Sealer) error) error {
+//
+// previous, when set, is the root of trust a migration moves away from: a
+// root check sealed by it, and unsealed by it, passes too.
+func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, namespace string, s, previous Sealer, trial func(context.Context, Sealer) error) error {
 	key := types.NamespacedName{Namespace: namespace, Name: RootCheckSecretName}
 	for range 3 {
 		secret := &corev1.Secret{}
@@ -61,7 +64,7 @@ func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, name
 		if err != nil {
 			return fmt.Errorf("%w: read root check Secret %s: %w", ErrRootUnavailable, key, err)
 		}
-		mismatch := checkMismatch(ctx, secret, s)
+		mismatch := checkMismatch(ctx, secret, s, previous)
 		if mismatch == nil {
 			return nil
 		}
@@ -87,11 +90,11 @@ func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, name
 	return fmt.Errorf("root check Secret %s keeps changing: another manager with another root of trust is starting", key)
 }
 
-func checkMismatch(ctx context.Context, secret *corev1.Secret, s Sealer) error {
+func checkMismatch(ctx context.Context, secret *corev1.Secret, s, previous Sealer) error {
 	if secret.Type != RootCheckSecretType {
 		return fmt.Errorf("type %q, want %q", secret.Type, RootCheckSecretType)
 	}
-	got, _, _, err := OpenSealed(ctx, secret, checkData, checkProvider, []byte(checkValue), s)
+	got, _, _, err := OpenSealed(ctx, secret, checkData, checkProvider, []byte(checkValue), s, previous)
 	if err != nil {
 		return err
 	}

@@ -60,8 +60,10 @@ func SealedBlob(secret *corev1.Secret, blobKey, providerKey string) ([]byte, str
 // that does not unseal (written by hand, or by someone who may patch but
 // not delete Secrets) never hides a data blob that does. It returns the
 // plaintext, and the blob and provider that opened it. A blob sealed by
-// another provider is ErrWrongRoot. The first error is the one returned.
-func OpenSealed(ctx context.Context, secret *corev1.Secret, blobKey, providerKey string, aad []byte, s Sealer) ([]byte, []byte, string, error) {
+// another provider is unsealed by previous when that is its provider (a
+// migration between roots of trust), else it is ErrWrongRoot. The first
+// error is the one returned.
+func OpenSealed(ctx context.Context, secret *corev1.Secret, blobKey, providerKey string, aad []byte, s, previous Sealer) ([]byte, []byte, string, error) {
 	type candidate struct {
 		blob     []byte
 		provider string
@@ -80,11 +82,15 @@ func OpenSealed(ctx context.Context, secret *corev1.Secret, blobKey, providerKey
 	}
 	for _, c := range candidates {
 		var err error
-		if c.provider != s.Provider() {
+		by := s
+		if previous != nil && c.provider == previous.Provider() && c.provider != s.Provider() {
+			by = previous
+		}
+		if c.provider != by.Provider() {
 			err = fmt.Errorf("%w: sealed by root of trust %q, this manager uses %q", ErrWrongRoot, c.provider, s.Provider())
 		} else {
 			var pt []byte
-			if pt, err = s.Unseal(ctx, c.blob, aad); err == nil {
+			if pt, err = by.Unseal(ctx, c.blob, aad); err == nil {
 				return pt, c.blob, c.provider, nil
 			}
 		}
@@ -95,16 +101,16 @@ func OpenSealed(ctx context.Context, secret *corev1.Secret, blobKey, providerKey
 	return nil, nil, "", first
 }
 
-// Reseal unseals the blob of secret bound to aad (OpenSealed) under s,
-// seals it under s's current root, checks that it unseals again, and
+// Reseal unseals the blob of secret bound to aad (OpenSealed) under s or
+// previous, seals it under s's current root, checks that it unseals again, and
 // writes it with an optimistic lock on the resourceVersion read, so a
 // concurrent change (a tombstone, another reseal) makes it fail, not
 // overwrite: into the data of a mutable Secret (the blob under the old
 // root is gone from it), into the resealed annotations of an immutable one
 // (written by releases before root rotation; its data keeps the old blob).
 // It reports whether the Secret needed it; with dryRun it writes nothing.
-func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey, providerKey string, aad []byte, s Sealer, dryRun bool) (bool, error) {
-	plaintext, blob, provider, err := OpenSealed(ctx, secret, blobKey, providerKey, aad, s)
+func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey, providerKey string, aad []byte, s, previous Sealer, dryRun bool) (bool, error) {
+	plaintext, blob, provider, err := OpenSealed(ctx, secret, blobKey, providerKey, aad, s, previous)
 	if err != nil {
 		return false, fmt.Errorf("unseal Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 	}
@@ -112,14 +118,15 @@ func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey
 	inData := bytes.Equal(blob, secret.Data[blobKey]) && provider == string(secret.Data[providerKey])
 	immutable := secret.Immutable != nil && *secret.Immutable
 	_, annotated := secret.Annotations[AnnotationResealed]
-	if SealedUnderCurrent(s, blob) && (immutable || inData && !annotated) {
+	current := provider == s.Provider() && SealedUnderCurrent(s, blob)
+	if current && (immutable || inData && !annotated) {
 		return false, nil
 	}
 	if dryRun {
 		return true, nil
 	}
 	fresh := blob
-	if !SealedUnderCurrent(s, blob) {
+	if !current {
 		if fresh, err = s.Seal(ctx, plaintext, aad); err != nil {
 			return false, fmt.Errorf("reseal Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 		}
@@ -149,7 +156,7 @@ func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey
 
 // ResealCheck reseals the root check Secret of namespace under s (see
 // Reseal); false when there is none or it needed nothing.
-func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, namespace string, s Sealer, dryRun bool) (bool, error) {
+func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, namespace string, s, previous Sealer, dryRun bool) (bool, error) {
 	secret := &corev1.Secret{}
 	err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: RootCheckSecretName}, secret)
 	if apierrors.IsNotFound(err) {
@@ -158,7 +165,7 @@ func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, nam
 	if err != nil {
 		return false, fmt.Errorf("read root check Secret: %w", err)
 	}
-	return Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, dryRun)
+	return Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, previous, dryRun)
 }
 
 // CurrentRootVersion is the root key version s seals under, for sealers
