@@ -181,7 +181,7 @@ type Operator struct {
 	// without one), checked every RootCheckInterval too.
 	Previous *seal.Guarded
 	Store    *keystore.Store
-	CA          *certs.CA
+	CA       *certs.CA
 	// Access is the policy and grant index, Keys the key cache: both fed by
 	// the manager's informers, shared by the admin webhook and every data
 	// plane.

@@ -35,3 +35,14 @@ func TestPKCS11RootOfTrustThroughTheDataPlane(t *testing.T) {
 		return s, o, nil
 	})
 }
+
+// Migration local → pkcs11 (SoftHSM2) while a load generator decrypts old
+// ciphertexts, as TestRootOfTrustMigrationUnderLoad does for file.
+func TestPKCS11MigrationUnderLoad(t *testing.T) {
+	h, err := testenv.StartSoftHSM("migration-root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrateUnderLoad(t, operator.Options{RootOfTrust: operator.RootOfTrustPKCS11,
+		PKCS11: seal.PKCS11Config{Module: h.Module, TokenLabel: h.TokenLabel, KeyLabel: "migration-root", PINFile: h.PINFile}})
+}

@@ -436,6 +436,18 @@ func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 // needs the local root any more. The root key Secret is deleted, a manager
 // with the file root alone decrypts everything and rotates a key.
 func TestRootOfTrustMigrationUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	k := make([]byte, seal.RootKeySize)
+	_, _ = rand.Read(k)
+	if err := os.WriteFile(filepath.Join(dir, "root-key-v1"), k, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	migrateUnderLoad(t, operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: dir})
+}
+
+// migrateUnderLoad migrates from local to target's root of trust (see
+// TestRootOfTrustMigrationUnderLoad).
+func migrateUnderLoad(t *testing.T, target operator.Options) {
 	ctx := context.Background()
 	env, err := testenv.Start(testenv.Options{CRDs: true})
 	if err != nil {
@@ -447,14 +459,8 @@ func TestRootOfTrustMigrationUnderLoad(t *testing.T) {
 	samples, actx := keysAndCiphertexts(t, env, local.client(t), 8)
 	local.stop()
 
-	dir := t.TempDir()
-	k := make([]byte, seal.RootKeySize)
-	_, _ = rand.Read(k)
-	if err := os.WriteFile(filepath.Join(dir, "root-key-v1"), k, 0o400); err != nil {
-		t.Fatal(err)
-	}
-	fileRoot := operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: dir}
-	migrating := fileRoot
+	newRoot := target
+	migrating := newRoot
 	migrating.PreviousRootOfTrust = operator.RootOfTrustLocal
 	m := startReplicaWith(t, env, migrating, true, true, 200*time.Millisecond)
 	calls, failed, firstErr, stop := decryptLoad(actx, []kmsv1.KeyManagementServiceClient{m.client(t)}, samples)
@@ -463,7 +469,7 @@ func TestRootOfTrustMigrationUnderLoad(t *testing.T) {
 		rot = &kmsv1alpha1.RootOfTrust{}
 		err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot)
 		cond := meta.FindStatusCondition(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed)
-		if err == nil && rot.Status.Provider == operator.RootOfTrustFile && rot.Status.SealedSecrets >= 8 && rot.Status.ResealPending == 0 &&
+		if err == nil && rot.Status.Provider == target.RootOfTrust && rot.Status.SealedSecrets >= 8 && rot.Status.ResealPending == 0 &&
 			cond != nil && cond.Status == metav1.ConditionTrue && strings.Contains(cond.Message, "remove --previous-root-of-trust") {
 			break
 		}
@@ -484,17 +490,17 @@ func TestRootOfTrustMigrationUnderLoad(t *testing.T) {
 		if s.Type != seal.SealedSecretType && s.Type != seal.RootCheckSecretType {
 			continue
 		}
-		if p := string(s.Data["sealer"]); p != seal.FileProvider || s.Annotations[seal.AnnotationResealed] != "" {
-			t.Fatalf("Secret %s is sealed by %q (resealed annotation %q), want file in its data", s.Name, p, s.Annotations[seal.AnnotationResealed])
+		if p := string(s.Data["sealer"]); p != target.RootOfTrust || s.Annotations[seal.AnnotationResealed] != "" {
+			t.Fatalf("Secret %s is sealed by %q (resealed annotation %q), want %s in its data", s.Name, p, s.Annotations[seal.AnnotationResealed], target.RootOfTrust)
 		}
 	}
 	m.stop()
 
-	// The old root deleted: the file root alone serves everything.
+	// The old root deleted: the new root alone serves everything.
 	if err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testenv.OperatorNamespace, Name: seal.RootKeySecretName}}); err != nil {
 		t.Fatal(err)
 	}
-	after := startReplicaWith(t, env, fileRoot, true, true, 200*time.Millisecond).client(t)
+	after := startReplicaWith(t, env, newRoot, true, true, 200*time.Millisecond).client(t)
 	for _, s := range samples {
 		out, err := after.Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: s.ct})
 		if err != nil || string(out.Plaintext) != s.pt {
