@@ -50,7 +50,7 @@ var _ = Describe("Key controller", func() {
 		Expect(secrets).To(HaveLen(1))
 		s := secrets[0]
 		Expect(s.Type).To(Equal(keystore.SecretType))
-		Expect(s.Immutable).To(HaveValue(BeTrue()))
+		Expect(s.Immutable).To(BeNil(), "under the local root, so that a root key rotation reseals it in place")
 		Expect(s.Labels).To(HaveKeyWithValue(kmsv1alpha1.ManagedByLabel, kmsv1alpha1.ManagedByValue))
 		Expect(s.Labels).To(HaveKeyWithValue(keystore.LabelKeyNamespace, ns))
 

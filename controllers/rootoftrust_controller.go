@@ -136,6 +136,7 @@ func (r *RootOfTrustReconciler) rotate(ctx context.Context, rot, before *kmsv1al
 	resealPending.Set(float64(p.Pending))
 	rot.Status.RootKeyVersion = int32(state.Current)
 	rot.Status.SealedSecrets, rot.Status.ResealPending = int32(p.Total), int32(p.Pending)
+	var result ctrl.Result
 	under := fmt.Sprintf("root key version %d", state.Current)
 	if state.Current == 0 {
 		under = "the " + r.Root.Provider() + " root of trust"
@@ -143,10 +144,13 @@ func (r *RootOfTrustReconciler) rotate(ctx context.Context, rot, before *kmsv1al
 	cond := metav1.Condition{Type: kmsv1alpha1.RootOfTrustConditionResealed, Status: metav1.ConditionTrue, Reason: kmsv1alpha1.RootOfTrustReasonResealed,
 		Message: fmt.Sprintf("all %d sealed Secrets are sealed under %s", p.Total, under), ObservedGeneration: rot.Generation}
 	if previous := r.Rotator.Migrating(); previous != "" {
+		// Counted again every resealRetry while the migration lasts: a
+		// replica still on the previous root (a rollout, a second leader)
+		// may seal under it after this count.
+		result.RequeueAfter = resealRetry
 		cond.Message += fmt.Sprintf("; nothing needs the previous root of trust %s any more: remove --previous-root-of-trust "+
 			"(chart: rootOfTrust.previousProvider), then keep a backup of its root key Secret and delete it", previous)
 	}
-	var result ctrl.Result
 	switch {
 	case len(p.Failed) > 0:
 		cond.Status, cond.Reason = metav1.ConditionFalse, kmsv1alpha1.RootOfTrustReasonResealFailed

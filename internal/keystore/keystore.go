@@ -255,8 +255,8 @@ func (s *Store) create(ctx context.Context, owner Owner, version int32, material
 }
 
 // createSealed seals plaintext bound to aad into a new Secret of the
-// operator namespace. It is not immutable: a root key rotation reseals its
-// data in place (seal.Reseal), so that no copy under the old root stays. It reports false when the Secret already exists:
+// operator namespace, immutable unless the root is local
+// (seal.ImmutableUnder). It reports false when the Secret already exists:
 // another writer made it first.
 func (s *Store) createSealed(ctx context.Context, what, name string, labels, annotations map[string]string, plaintext, aad []byte) (bool, error) {
 	sealed, err := s.Sealer.Seal(ctx, plaintext, aad)
@@ -266,6 +266,7 @@ func (s *Store) createSealed(ctx context.Context, what, name string, labels, ann
 	labels[kmsv1alpha1.ManagedByLabel] = kmsv1alpha1.ManagedByValue
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: labels, Annotations: annotations},
+		Immutable:  seal.ImmutableUnder(s.Sealer),
 		Type:       SecretType,
 		Data:       map[string][]byte{dataSealed: sealed, dataProvider: []byte(s.Sealer.Provider())},
 	}
@@ -383,6 +384,18 @@ func (s *Store) TrialUnseal(ctx context.Context, sealer seal.Sealer) error {
 	}
 	trial := *s
 	trial.Sealer = sealer
+	// A Secret that claims to be sealed by this provider proves it, or
+	// proves it wrong, alone: the previous root of a migration is tried
+	// only when nothing claims the configured provider yet (the migration
+	// has not sealed anything under it), or any root of that provider
+	// would pass.
+	claims := func(secret *corev1.Secret) bool {
+		return string(secret.Data[dataProvider]) == sealer.Provider() || secret.Annotations[seal.AnnotationResealedBy] == sealer.Provider()
+	}
+	if i := slices.IndexFunc(list.Items, func(secret corev1.Secret) bool { aad, _ := sealedAAD(&secret); return aad != nil && claims(&secret) }); i >= 0 {
+		trial.Previous = nil
+		list.Items = list.Items[i : i+1]
+	}
 	for _, secret := range list.Items {
 		aad, _ := sealedAAD(&secret)
 		if aad == nil {

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
@@ -316,18 +317,7 @@ func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 	legacy := map[string]bool{}
 	for _, v := range versions[:5] {
 		name := keystore.SecretName(v.owner.KeyID, v.version)
-		old := &corev1.Secret{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: name}, old); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Delete(ctx, old); err != nil {
-			t.Fatal(err)
-		}
-		again := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: old.Namespace, Name: old.Name, Labels: old.Labels, Annotations: old.Annotations},
-			Type: old.Type, Data: old.Data, Immutable: new(true)}
-		if err := c.Create(ctx, again); err != nil {
-			t.Fatal(err)
-		}
+		makeImmutable(t, c, name)
 		legacy[name] = true
 	}
 	readable := func(when string) {
@@ -458,6 +448,16 @@ func migrateUnderLoad(t *testing.T, target operator.Options) {
 	local := startReplica(t, env, true, true, 200*time.Millisecond)
 	samples, actx := keysAndCiphertexts(t, env, local.client(t), 8)
 	local.stop()
+	// As a release before root rotation wrote them: immutable.
+	secrets := &corev1.SecretList{}
+	if err := c.List(ctx, secrets, client.InNamespace(testenv.OperatorNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		if s.Type == seal.SealedSecretType || s.Type == seal.RootCheckSecretType {
+			makeImmutable(t, c, s.Name)
+		}
+	}
 
 	newRoot := target
 	migrating := newRoot
@@ -482,19 +482,39 @@ func migrateUnderLoad(t *testing.T, target operator.Options) {
 		t.Fatalf("%d of %d decrypts failed during the migration, first: %v", failed.Load(), calls.Load(), firstErr.Load())
 	}
 	t.Logf("%d decrypts during the migration, none failed; %d sealed Secrets resealed", calls.Load(), rot.Status.SealedSecrets)
-	secrets := &corev1.SecretList{}
+	secrets = &corev1.SecretList{}
 	if err := c.List(ctx, secrets, client.InNamespace(testenv.OperatorNamespace)); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range secrets.Items {
-		if s.Type != seal.SealedSecretType && s.Type != seal.RootCheckSecretType {
-			continue
-		}
-		if p := string(s.Data["sealer"]); p != target.RootOfTrust || s.Annotations[seal.AnnotationResealed] != "" {
-			t.Fatalf("Secret %s is sealed by %q (resealed annotation %q), want %s in its data", s.Name, p, s.Annotations[seal.AnnotationResealed], target.RootOfTrust)
+		switch {
+		case s.Type == seal.RootCheckSecretType && (string(s.Data["sealer"]) != target.RootOfTrust || s.Immutable != nil && *s.Immutable):
+			t.Fatalf("root check sealed by %q, immutable %v: want it replaced, sealed by %s", s.Data["sealer"], s.Immutable, target.RootOfTrust)
+		case s.Type != seal.SealedSecretType:
+		case s.Annotations[seal.AnnotationResealedBy] != target.RootOfTrust:
+			t.Fatalf("Secret %s (immutable) is resealed by %q, want %s", s.Name, s.Annotations[seal.AnnotationResealedBy], target.RootOfTrust)
 		}
 	}
 	m.stop()
+
+	// Another root of the new provider, with the previous root next to
+	// it, is the wrong root: with the root check, and without it (proved
+	// against the material, which claims the new provider).
+	if wrong := wrongRoot(t, target); wrong != nil {
+		wrong.PreviousRootOfTrust = operator.RootOfTrustLocal
+		for _, check := range []bool{true, false} {
+			if !check {
+				if err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testenv.OperatorNamespace, Name: seal.RootCheckSecretName}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w := startReplicaWith(t, env, *wrong, false, false, time.Hour)
+			if err := w.op.RootOfTrust.Err(); !errors.Is(err, seal.ErrWrongRoot) {
+				t.Fatalf("a manager with another %s root and --previous-root-of-trust local (root check kept: %t): %v, want the wrong root", target.RootOfTrust, check, err)
+			}
+			w.stop()
+		}
+	}
 
 	// The old root deleted: the new root alone serves everything.
 	if err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testenv.OperatorNamespace, Name: seal.RootKeySecretName}}); err != nil {
@@ -518,8 +538,16 @@ func migrateUnderLoad(t *testing.T, target operator.Options) {
 	}
 	for deadline := time.Now().Add(30 * time.Second); key.Status.CurrentVersion != 2; time.Sleep(100 * time.Millisecond) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "k0"}, key); err != nil || time.Now().After(deadline) {
-			t.Fatalf("key k0 was not rotated under the file root: %v %+v", err, key.Status)
+			t.Fatalf("key k0 was not rotated under the new root: %v %+v", err, key.Status)
 		}
+	}
+	// Under a root other than local, new material is immutable again.
+	v2 := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: keystore.SecretName(key.Status.KeyID, 2)}, v2); err != nil {
+		t.Fatal(err)
+	}
+	if v2.Immutable == nil || !*v2.Immutable || string(v2.Data["sealer"]) != target.RootOfTrust {
+		t.Fatalf("version 2 of k0: immutable %v, sealed by %q; want immutable, sealed by %s", v2.Immutable, v2.Data["sealer"], target.RootOfTrust)
 	}
 }
 
@@ -606,4 +634,38 @@ func decryptLoad(actx context.Context, clients []kmsv1.KeyManagementServiceClien
 	}
 	var once sync.Once
 	return calls, failed, firstErr, func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// makeImmutable replaces a Secret of the operator namespace by an
+// immutable copy, as releases before root rotation wrote them.
+func makeImmutable(t *testing.T, c client.Client, name string) {
+	t.Helper()
+	ctx := context.Background()
+	old := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: name}, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	again := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: old.Namespace, Name: old.Name, Labels: old.Labels, Annotations: old.Annotations},
+		Type: old.Type, Data: old.Data, Immutable: new(true)}
+	if err := c.Create(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wrongRoot is target with another root key of the same provider, where
+// the test can make one (file); nil elsewhere.
+func wrongRoot(t *testing.T, target operator.Options) *operator.Options {
+	if target.RootOfTrust != operator.RootOfTrustFile {
+		return nil
+	}
+	dir := t.TempDir()
+	k := make([]byte, seal.RootKeySize)
+	_, _ = rand.Read(k)
+	if err := os.WriteFile(filepath.Join(dir, "root-key-v1"), k, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	return &operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: dir}
 }

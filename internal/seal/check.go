@@ -69,7 +69,7 @@ func VerifyRoot(ctx context.Context, c client.Client, reader client.Reader, name
 			return nil
 		}
 		_, sealedBy, _ := SealedBlob(secret, checkData, checkProvider)
-		if errors.Is(mismatch, ErrRootUnavailable) && sealedBy == s.Provider() {
+		if errors.Is(mismatch, ErrRootUnavailable) && (sealedBy == s.Provider() || previous != nil && sealedBy == previous.Provider()) {
 			// Not a wrong root: one that cannot answer now.
 			return fmt.Errorf("root check Secret %s: %w", key, mismatch)
 		}
@@ -94,6 +94,12 @@ func checkMismatch(ctx context.Context, secret *corev1.Secret, s, previous Seale
 	if secret.Type != RootCheckSecretType {
 		return fmt.Errorf("type %q, want %q", secret.Type, RootCheckSecretType)
 	}
+	if string(secret.Data[checkProvider]) == s.Provider() {
+		// Sealed by this provider: this root, not the previous one, must
+		// open it, or any root of the same provider would pass while a
+		// migration keeps the previous root configured.
+		previous = nil
+	}
 	got, _, _, err := OpenSealed(ctx, secret, checkData, checkProvider, []byte(checkValue), s, previous)
 	if err != nil {
 		return err
@@ -112,8 +118,9 @@ func createCheck(ctx context.Context, c client.Client, key types.NamespacedName,
 	return c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: map[string]string{
 			kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue, kmsv1alpha1.ComponentLabel: "root-check"}},
-		Type: RootCheckSecretType,
-		Data: map[string][]byte{checkData: blob, checkProvider: []byte(s.Provider())},
+		Type:      RootCheckSecretType,
+		Immutable: ImmutableUnder(s),
+		Data:      map[string][]byte{checkData: blob, checkProvider: []byte(s.Provider())},
 	})
 }
 

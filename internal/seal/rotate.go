@@ -40,6 +40,20 @@ const (
 	RotatedAtAnnotation = "kms.kubekms.io/rotated-at"
 )
 
+// ImmutableUnder says whether a sealed Secret written under s is made
+// immutable. Under the local root it is not: a root key rotation reseals
+// its data in place, so that no copy under the old root key stays, and
+// whoever may write Secrets in that namespace can overwrite the root key
+// Secret anyway. Under the other roots (file, awskms, pkcs11), which
+// kubekms does not rotate, it is: nothing in the namespace can then change
+// the material, and no root key Secret sits next to it.
+func ImmutableUnder(s Sealer) *bool {
+	if s.Provider() == LocalProvider {
+		return nil
+	}
+	return new(true)
+}
+
 // SealedBlob is the blob a sealed Secret holds and the root of trust that
 // sealed it, as written last: the resealed annotations when set, else the
 // data entries blobKey and providerKey. Unsealing goes through OpenSealed,
@@ -106,8 +120,9 @@ func OpenSealed(ctx context.Context, secret *corev1.Secret, blobKey, providerKey
 // writes it with an optimistic lock on the resourceVersion read, so a
 // concurrent change (a tombstone, another reseal) makes it fail, not
 // overwrite: into the data of a mutable Secret (the blob under the old
-// root is gone from it), into the resealed annotations of an immutable one
-// (written by releases before root rotation; its data keeps the old blob).
+// root is gone from it; it turns immutable when s is not local), into the
+// resealed annotations of an immutable one (written by releases before
+// root rotation, or under another root; its data keeps the old blob).
 // It reports whether the Secret needed it; with dryRun it writes nothing.
 func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey, providerKey string, aad []byte, s, previous Sealer, dryRun bool) (bool, error) {
 	plaintext, blob, provider, err := OpenSealed(ctx, secret, blobKey, providerKey, aad, s, previous)
@@ -147,6 +162,7 @@ func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey
 		secret.Data[blobKey], secret.Data[providerKey] = fresh, []byte(s.Provider())
 		delete(secret.Annotations, AnnotationResealed)
 		delete(secret.Annotations, AnnotationResealedBy)
+		secret.Immutable = ImmutableUnder(s) // migrated off local: immutable from now on
 	}
 	if err := c.Patch(ctx, secret, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return false, fmt.Errorf("write resealed Secret %s/%s: %w", secret.Namespace, secret.Name, err)
@@ -155,17 +171,40 @@ func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey
 }
 
 // ResealCheck reseals the root check Secret of namespace under s (see
-// Reseal); false when there is none or it needed nothing.
+// Reseal); false when there is none or it needed nothing. An immutable one
+// (written by releases before root rotation) is replaced by a new one
+// sealed under s instead: its data would otherwise keep proving the old
+// root, to replicas that still use it and, in a migration, to any root
+// configured next to it (checkMismatch).
 func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, namespace string, s, previous Sealer, dryRun bool) (bool, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: RootCheckSecretName}
 	secret := &corev1.Secret{}
-	err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: RootCheckSecretName}, secret)
+	err := reader.Get(ctx, key, secret)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("read root check Secret: %w", err)
 	}
-	return Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, previous, dryRun)
+	if secret.Immutable == nil || !*secret.Immutable {
+		return Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, previous, dryRun)
+	}
+	if dryRun {
+		return true, nil
+	}
+	if err := checkMismatch(ctx, secret, s, previous); err != nil {
+		return false, fmt.Errorf("root check Secret %s: %w", key, err)
+	}
+	if err := c.Delete(ctx, secret, client.Preconditions{UID: &secret.UID, ResourceVersion: &secret.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("replace root check Secret %s: %w", key, err)
+	}
+	// A replica that finds it missing meanwhile writes one under its own
+	// root after proving that root against the material (VerifyRoot);
+	// then this create fails and the next round reseals that one.
+	if err := createCheck(ctx, c, key, s); err != nil && !apierrors.IsAlreadyExists(err) {
+		return false, err
+	}
+	return true, nil
 }
 
 // CurrentRootVersion is the root key version s seals under, for sealers
