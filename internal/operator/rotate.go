@@ -66,7 +66,8 @@ func (r rootRotator) Versions(ctx context.Context) (seal.LocalRoot, error) {
 }
 
 // Reseal implements controllers.RootRotator: the root check Secret first,
-// then up to limit sealed Secrets; the root check counts as one of them.
+// then up to limit sealed Secrets, which count as current by their headers
+// (Retire unseals each before it retires anything).
 func (r rootRotator) Reseal(ctx context.Context, limit int) (keystore.ResealProgress, error) {
 	op := r.op
 	if err := r.supported(); err != nil && op.Previous == nil {
@@ -80,7 +81,7 @@ func (r rootRotator) Reseal(ctx context.Context, limit int) (keystore.ResealProg
 	if _, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer, op.Store.Previous, false); err != nil {
 		return keystore.ResealProgress{}, err
 	}
-	return op.Store.ResealBatch(ctx, limit)
+	return op.Store.ResealBatch(ctx, limit, false)
 }
 
 // Retire implements controllers.RootRotator: it reloads the root, counts
@@ -101,7 +102,7 @@ func (r rootRotator) Retire(ctx context.Context) ([]uint32, error) {
 	if !ok {
 		return nil, fmt.Errorf("not retiring old root key versions: the root held has no version")
 	}
-	p, err := op.Store.ResealBatch(ctx, 0)
+	p, err := op.Store.ResealBatch(ctx, 0, true)
 	if err != nil {
 		return nil, err
 	}
