@@ -198,11 +198,19 @@ func (g *Guarded) sealer() (Sealer, error) {
 	return g.cur, nil
 }
 
-// Seal implements Sealer.
+// Seal implements Sealer. A reloaded root (local) whose last reload
+// failed seals nothing, even while what it holds still unseals: the root
+// key Secret may have been rotated, and its old versions retired, since
+// this replica last read it.
 func (g *Guarded) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 	s, err := g.sealer()
 	if err != nil {
 		return nil, err
+	}
+	if g.reload {
+		if err := g.Err(); err != nil {
+			return nil, fmt.Errorf("%w: the root was not read again: %w", ErrRootUnavailable, err)
+		}
 	}
 	return s.Seal(ctx, plaintext, aad)
 }

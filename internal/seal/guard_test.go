@@ -47,6 +47,11 @@ func TestGuardedRecoversWithoutARestart(t *testing.T) {
 		if got, err := g.Unseal(ctx, blob, nil); err != nil || string(got) != "m" {
 			t.Fatalf("Unseal while the API server is away = %q, %v; want the held root key used", got, err)
 		}
+		// But nothing new is sealed under it: it may have been rotated
+		// and retired meanwhile.
+		if _, err := g.Seal(ctx, []byte("m"), nil); !errors.Is(err, ErrRootUnavailable) || !strings.Contains(err.Error(), "connection refused") {
+			t.Fatalf("Seal while the root key cannot be read again = %v; want ErrRootUnavailable with the reason", err)
+		}
 		// Deleted while running: refused again at the next check.
 		loadErr = errors.New("gone")
 		_ = g.Check(ctx)
