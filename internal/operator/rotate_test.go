@@ -167,11 +167,7 @@ func rootKeyVersions(t *testing.T, c client.Client) []string {
 // everything.
 func TestRootKeyRotationUnderLoad(t *testing.T) {
 	ctx := context.Background()
-	env, err := testenv.Start(testenv.Options{CRDs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := startEnv(t)
 	c := env.Client
 	leader := startReplica(t, env, true, true, 200*time.Millisecond)
 	follower := startReplica(t, env, false, true, time.Hour)
@@ -277,11 +273,7 @@ func assertSealedUnderRootVersion(t *testing.T, c client.Client, v uint32) {
 // started last finishes the job, and each request made at most one version.
 func TestRootKeyRotationSurvivesRestarts(t *testing.T) {
 	ctx := context.Background()
-	env, err := testenv.Start(testenv.Options{CRDs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := startEnv(t)
 	c := env.Client
 
 	// Sealed material written as the keystore writes it, under the root
@@ -439,11 +431,7 @@ func TestRootOfTrustMigrationUnderLoad(t *testing.T) {
 // TestRootOfTrustMigrationUnderLoad).
 func migrateUnderLoad(t *testing.T, target operator.Options) {
 	ctx := context.Background()
-	env, err := testenv.Start(testenv.Options{CRDs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := startEnv(t)
 	c := env.Client
 	local := startReplica(t, env, true, true, 200*time.Millisecond)
 	samples, actx := keysAndCiphertexts(t, env, local.client(t), 8)
@@ -480,6 +468,19 @@ func migrateUnderLoad(t *testing.T, target operator.Options) {
 	stop()
 	if failed.Load() != 0 || calls.Load() == 0 {
 		t.Fatalf("%d of %d decrypts failed during the migration, first: %v", failed.Load(), calls.Load(), firstErr.Load())
+	}
+	// The replaced root check, immutable under the new root, is current:
+	// another round leaves it alone rather than replacing it again.
+	checkBefore := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: seal.RootCheckSecretName}, checkBefore); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := seal.ResealCheck(ctx, c, c, testenv.OperatorNamespace, m.op.Sealer, m.op.Store.Previous, false); err != nil || again {
+		t.Fatalf("ResealCheck on the resealed root check = %t, %v; want nothing to do", again, err)
+	}
+	checkAfter := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: seal.RootCheckSecretName}, checkAfter); err != nil || checkAfter.UID != checkBefore.UID {
+		t.Fatalf("root check replaced again (UID %s, was %s): %v", checkAfter.UID, checkBefore.UID, err)
 	}
 	t.Logf("%d decrypts during the migration, none failed; %d sealed Secrets resealed", calls.Load(), rot.Status.SealedSecrets)
 	secrets = &corev1.SecretList{}
@@ -668,4 +669,15 @@ func wrongRoot(t *testing.T, target operator.Options) *operator.Options {
 		t.Fatal(err)
 	}
 	return &operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: dir}
+}
+
+// startEnv starts a control plane with the CRDs, stopped when t ends.
+func startEnv(t *testing.T) *testenv.Env {
+	t.Helper()
+	env, err := testenv.Start(testenv.Options{CRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	return env
 }

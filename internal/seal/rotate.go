@@ -17,13 +17,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Root key rotation. A sealed Secret's data is immutable (it is written
-// once, so that creating a version is a compare-and-swap); a blob resealed
-// under a new root goes into two annotations of the same Secret instead,
-// written in one optimistic-locked patch, and wins over the data from then
-// on. There is no moment at which the Secret is missing or holds half of
-// either, so a crash at any point leaves it readable under the root it was
-// read under before or the one after.
+// Root key rotation and migration between roots of trust reseal each
+// sealed Secret in place, in one optimistic-locked patch: into its data
+// when it is mutable (under the local root, see ImmutableUnder), into two
+// annotations that win over the data when it is immutable (written under
+// another root, or by releases before rotation). There is no moment at
+// which the Secret is missing or holds half of either, so a crash at any
+// point leaves it readable under the root it was read under before or the
+// one after.
 const (
 	// AnnotationResealed holds the blob resealed under the current root
 	// (base64); when present it wins over the Secret's data.
@@ -172,8 +173,9 @@ func Reseal(ctx context.Context, c client.Client, secret *corev1.Secret, blobKey
 
 // ResealCheck reseals the root check Secret of namespace under s (see
 // Reseal); false when there is none or it needed nothing. An immutable one
-// (written by releases before root rotation) is replaced by a new one
-// sealed under s instead: its data would otherwise keep proving the old
+// that needs it (written by releases before root rotation, or under the
+// previous root of a migration) is replaced by a new one sealed under s
+// instead: its data would otherwise keep proving the old
 // root, to replicas that still use it and, in a migration, to any root
 // configured next to it (checkMismatch).
 func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, namespace string, s, previous Sealer, dryRun bool) (bool, error) {
@@ -186,11 +188,12 @@ func ResealCheck(ctx context.Context, c client.Client, reader client.Reader, nam
 	if err != nil {
 		return false, fmt.Errorf("read root check Secret: %w", err)
 	}
-	if secret.Immutable == nil || !*secret.Immutable {
-		return Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, previous, dryRun)
+	needed, err := Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, previous, true)
+	if err != nil || !needed || dryRun {
+		return needed, err
 	}
-	if dryRun {
-		return true, nil
+	if secret.Immutable == nil || !*secret.Immutable {
+		return Reseal(ctx, c, secret, checkData, checkProvider, []byte(checkValue), s, previous, false)
 	}
 	if err := checkMismatch(ctx, secret, s, previous); err != nil {
 		return false, fmt.Errorf("root check Secret %s: %w", key, err)
