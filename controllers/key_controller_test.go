@@ -178,13 +178,17 @@ var _ = Describe("Key controller", func() {
 
 		By("advancing the clock to nextRotationTime, as the timer would fire")
 		fakeClock.SetTime(key.Status.NextRotationTime.Time)
-		res, err = r.Reconcile(ctx, req)
-		if err != nil {
-			// The running manager shares the clock and may make version 2
-			// first; this reconcile then loses the compare-and-swap and asks
-			// to be run again, as controller-runtime would.
-			Expect(err).To(MatchError(ContainSubstring("made concurrently")))
+		// The running manager shares the clock and may make version 2 (or
+		// write the Key's status) first; this reconcile then loses a
+		// compare-and-swap and asks to be run again, as controller-runtime
+		// would. Any other error fails the spec.
+		for attempt := 0; ; attempt++ {
 			res, err = r.Reconcile(ctx, req)
+			if err == nil || attempt == 3 {
+				break
+			}
+			Expect(apierrors.IsConflict(err) || strings.Contains(err.Error(), "made concurrently")).
+				To(BeTrue(), "only a lost race may fail this reconcile: %v", err)
 		}
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.RequeueAfter).To(Equal(time.Hour), "the next timer is one period after the new version")
