@@ -26,6 +26,7 @@ import (
 
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/recovery"
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
@@ -57,6 +58,18 @@ type RootOfTrustReconciler struct {
 	RetireAfter time.Duration
 	Clock       clock.PassiveClock
 	Recorder    events.EventRecorder
+	// Backups, when set, reports scheduled backups: the BackedUp
+	// condition and status.lastBackupTime.
+	Backups BackupReporter
+}
+
+// BackupReporter is the state of scheduled backups (recovery.Scheduler).
+type BackupReporter interface {
+	Report(now time.Time) recovery.Report
+	// StaleAt is when the last backup becomes stale (zero before the first).
+	StaleAt() time.Time
+	// Notify registers a function called after every backup attempt.
+	Notify(func())
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -84,6 +97,9 @@ func (r *RootOfTrustReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if r.Rotator != nil && r.Root.Err() == nil {
 		result, rotateErr = r.rotate(ctx, rot, before)
 	}
+	if r.Backups != nil {
+		r.reportBackups(rot, &result)
+	}
 	if equality.Semantic.DeepEqual(before.Status, rot.Status) {
 		return result, rotateErr
 	}
@@ -91,6 +107,38 @@ func (r *RootOfTrustReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, errors.Join(rotateErr, err)
 	}
 	return result, rotateErr
+}
+
+// reportBackups writes the BackedUp condition and lastBackupTime, and asks
+// to run again when the last backup turns stale.
+func (r *RootOfTrustReconciler) reportBackups(rot *kmsv1alpha1.RootOfTrust, result *ctrl.Result) {
+	now := r.Clock.Now()
+	rep := r.Backups.Report(now)
+	cond := metav1.Condition{Type: kmsv1alpha1.RootOfTrustConditionBackedUp, ObservedGeneration: rot.Generation,
+		Status: metav1.ConditionTrue, Reason: kmsv1alpha1.RootOfTrustReasonBackupCurrent}
+	rot.Status.LastBackupTime, rot.Status.LastBackupFile = nil, rep.File
+	if !rep.Last.IsZero() {
+		rot.Status.LastBackupTime = &metav1.Time{Time: rep.Last.Truncate(time.Second)}
+	}
+	switch {
+	case rep.Err != nil:
+		cond.Status, cond.Reason = metav1.ConditionFalse, kmsv1alpha1.RootOfTrustReasonBackupFailed
+		cond.Message = limit("The last scheduled backup failed: "+rep.Err.Error(), 1024)
+	case rep.Last.IsZero():
+		cond.Status, cond.Reason = metav1.ConditionFalse, kmsv1alpha1.RootOfTrustReasonBackupStale
+		cond.Message = "No scheduled backup has been written yet"
+	case rep.Stale:
+		cond.Status, cond.Reason = metav1.ConditionFalse, kmsv1alpha1.RootOfTrustReasonBackupStale
+		cond.Message = fmt.Sprintf("The last scheduled backup (%s) was written at %s: too long ago", rep.File, rep.Last.UTC().Format(time.RFC3339))
+	default:
+		cond.Message = fmt.Sprintf("Backup %s written at %s", rep.File, rep.Last.UTC().Format(time.RFC3339))
+	}
+	meta.SetStatusCondition(&rot.Status.Conditions, cond)
+	if at := r.Backups.StaleAt(); !at.IsZero() && at.After(now) {
+		if wait := at.Sub(now) + time.Second; result.RequeueAfter == 0 || wait < result.RequeueAfter {
+			result.RequeueAfter = wait
+		}
+	}
 }
 
 // resealBatch is how many sealed Secrets one reconcile reseals before it
@@ -273,6 +321,9 @@ func (r *RootOfTrustReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	poke()
 	r.Root.Notify(func(error) { poke() })
+	if r.Backups != nil {
+		r.Backups.Notify(poke)
+	}
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == r.Namespace && o.GetName() == kmsv1alpha1.RootOfTrustName
 	})

@@ -33,6 +33,8 @@ type Config struct {
 	// (RootOfTrustReconciler.Rotator); RetireRootAfter is its grace.
 	RootRotator     RootRotator
 	RetireRootAfter time.Duration
+	// Backups, when set, reports scheduled backups on the RootOfTrust.
+	Backups BackupReporter
 }
 
 // Setup registers every kubekms controller with the manager.
@@ -65,7 +67,8 @@ func Setup(mgr ctrl.Manager, cfg Config) error {
 	}
 	if cfg.RootOfTrust != nil {
 		if err := (&RootOfTrustReconciler{Client: mgr.GetClient(), Namespace: cfg.Namespace, Root: cfg.RootOfTrust, ReportedBy: cfg.ReportedBy,
-			Rotator: cfg.RootRotator, RetireAfter: cfg.RetireRootAfter, Clock: cfg.Clock, Recorder: mgr.GetEventRecorder("kubekms-root-of-trust")}).SetupWithManager(mgr); err != nil {
+			Rotator: cfg.RootRotator, RetireAfter: cfg.RetireRootAfter, Clock: cfg.Clock, Recorder: mgr.GetEventRecorder("kubekms-root-of-trust"),
+			Backups: cfg.Backups}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}

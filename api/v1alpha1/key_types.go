@@ -134,6 +134,10 @@ const (
 	// RestoredPolicyAnnotation marks a KeyPolicy the manager re-created for a
 	// restored key; its value is the keyID restored.
 	RestoredPolicyAnnotation = "kms.kubekms.io/restored-for"
+	// RestoredGrantAnnotation marks a KeyGrant the manager re-created from
+	// a backup (kubectl kms restore); its value is the keyID of the key it
+	// is bound to. Only on the manager's own create does it mean anything.
+	RestoredGrantAnnotation = "kms.kubekms.io/restored-grant"
 )
 
 // KeyRotation configures scheduled rotation.

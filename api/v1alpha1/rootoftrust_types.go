@@ -47,6 +47,23 @@ const (
 	RootOfTrustReasonRotationUnsupported = "RotationUnsupported"
 )
 
+// RootOfTrustConditionBackedUp is the condition type that says whether
+// scheduled backups are current; absent when the manager writes none.
+const RootOfTrustConditionBackedUp = "BackedUp"
+
+// Reasons of a RootOfTrust's BackedUp condition.
+const (
+	// RootOfTrustReasonBackupCurrent: the last scheduled backup is recent
+	// and the last attempt succeeded.
+	RootOfTrustReasonBackupCurrent = "BackupCurrent"
+	// RootOfTrustReasonBackupFailed: the last attempt failed; the message
+	// says why.
+	RootOfTrustReasonBackupFailed = "BackupFailed"
+	// RootOfTrustReasonBackupStale: no backup was written for longer than
+	// the manager's --backup-stale-after (or none yet).
+	RootOfTrustReasonBackupStale = "BackupStale"
+)
+
 // RootOfTrustSpec asks for root key rotations. The root of trust itself is
 // chosen by the manager's flags (--root-of-trust and the provider's
 // settings), which only those who deploy the manager can change. See
@@ -101,8 +118,17 @@ type RootOfTrustStatus struct {
 	// +optional
 	ResealPending int32 `json:"resealPending,omitempty"`
 
+	// lastBackupTime is when the last scheduled backup bundle was written,
+	// lastBackupFile its name in the manager's backup directory.
+	// +optional
+	LastBackupTime *metav1.Time `json:"lastBackupTime,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	LastBackupFile string `json:"lastBackupFile,omitempty"`
+
 	// conditions: Ready, with the reason and, when False, what to restore;
-	// Resealed, with the progress of a reseal.
+	// Resealed, with the progress of a reseal; BackedUp, whether
+	// scheduled backups are current.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -122,6 +148,7 @@ type RootOfTrustStatus struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Root Key",type=integer,JSONPath=`.status.rootKeyVersion`
 // +kubebuilder:printcolumn:name="Reseal Pending",type=integer,JSONPath=`.status.resealPending`
+// +kubebuilder:printcolumn:name="Last Backup",type=date,JSONPath=`.status.lastBackupTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type RootOfTrust struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -51,6 +51,8 @@ func newRoot() *cobra.Command {
 		importCmd(conn, streams), getParametersForImportCmd(conn, streams),
 		// Who may do what (access.go).
 		canICmd(conn, streams),
+		// Backup and restore (backup.go).
+		backupIdentityCmd(streams), backupCmd(conn, streams), restoreCmd(conn, streams),
 	)
 	return root
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/kubekms/kubekms/internal/audit"
+	"github.com/kubekms/kubekms/internal/backup"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/inject"
 	"github.com/kubekms/kubekms/internal/operator"
@@ -53,6 +54,11 @@ type options struct {
 	awsKMSKeyID         string
 	pkcs11              seal.PKCS11Config
 	rootCheckInterval   time.Duration
+	backupRecipients    []string
+	backupDir           string
+	backupInterval      time.Duration
+	backupStaleAfter    time.Duration
+	backupKeep          int
 	zap                 zap.Options
 }
 
@@ -97,6 +103,14 @@ func main() {
 	flag.StringVar(&opts.pkcs11.KeyLabel, "pkcs11-key-label", "", "pkcs11 root of trust: the label of the AES root key on that token.")
 	flag.StringVar(&opts.pkcs11.PINFile, "pkcs11-pin-file", "", "pkcs11 root of trust: a file holding the token's user PIN (a mounted Secret).")
 	flag.StringVar(&opts.awsKMSKeyID, "aws-kms-key-id", "", "awskms root of trust: the AWS KMS key (ID, ARN or alias/NAME); region, endpoint (AWS_ENDPOINT_URL_KMS) and credentials come from the AWS SDK's usual chain.")
+	flag.Func("backup-recipient", "A backup recipient (kmsbackup1:..., from kubectl kms backup-identity) every backup bundle is encrypted to; repeat it for several.", func(s string) error {
+		opts.backupRecipients = append(opts.backupRecipients, s)
+		return nil
+	})
+	flag.StringVar(&opts.backupDir, "backup-dir", "", "Directory (a mounted volume) where the leader writes a backup bundle at start, after every change to keys, policies, grants or material, and at least every --backup-interval; empty turns scheduled backups off.")
+	flag.DurationVar(&opts.backupInterval, "backup-interval", 24*time.Hour, "Longest time between two scheduled backups.")
+	flag.DurationVar(&opts.backupStaleAfter, "backup-stale-after", 0, "Age of the last scheduled backup after which the RootOfTrust's BackedUp condition turns False (default twice --backup-interval).")
+	flag.IntVar(&opts.backupKeep, "backup-keep", 7, "How many scheduled backup bundles are kept in --backup-dir.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 
@@ -165,6 +179,15 @@ func run(ctx context.Context, opts options) error {
 		ips = append(ips, ip)
 	}
 
+	var recipients []backup.Recipient
+	for _, s := range opts.backupRecipients {
+		r, err := backup.ParseRecipient(s)
+		if err != nil {
+			return fmt.Errorf("--backup-recipient: %w", err)
+		}
+		recipients = append(recipients, r)
+	}
+
 	op, err := operator.New(ctx, ctrl.GetConfigOrDie(), operator.Options{
 		Namespace:           opts.namespace,
 		MetricsAddr:         opts.metricsAddr,
@@ -178,6 +201,8 @@ func run(ctx context.Context, opts options) error {
 		AWSKMSKeyID:         opts.awsKMSKeyID,
 		PKCS11:              opts.pkcs11,
 		RootCheckInterval:   opts.rootCheckInterval,
+		Backup: operator.BackupOptions{Recipients: recipients, Dir: opts.backupDir,
+			Interval: opts.backupInterval, StaleAfter: opts.backupStaleAfter, Keep: opts.backupKeep},
 		Webhooks: &operator.WebhookOptions{
 			Host:    opts.webhookHost,
 			Port:    opts.webhookPort,

@@ -34,6 +34,7 @@ type options struct {
 	deletionWindow                         time.Duration
 	quotaConfig                            string
 	usageInterval                          time.Duration
+	managerArgs                            []string
 }
 
 func main() {
@@ -51,6 +52,10 @@ func main() {
 	flag.StringVar(&o.quotaConfig, "quota-config", "", "Quota configuration file for the manager (built-in defaults when empty).")
 	flag.DurationVar(&o.usageInterval, "usage-interval", 10*time.Second, "How often the manager summarises key use as Events.")
 	flag.DurationVar(&o.deletionWindow, "deletion-window", 5*time.Minute, "Deletion window of every key here (short, for local development only).")
+	flag.Func("manager-arg", "One more argument for the manager, e.g. --manager-arg=--backup-dir=/tmp/b (repeatable).", func(s string) error {
+		o.managerArgs = append(o.managerArgs, s)
+		return nil
+	})
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -139,6 +144,7 @@ func run(ctx context.Context, o options) (err error) {
 		"--webhook-port", fmt.Sprint(env.WebhookInstallOptions.LocalServingPort),
 		"--webhook-cert-dir", env.WebhookInstallOptions.LocalServingCertDir,
 	)...)
+	mgr.Args = append(mgr.Args, o.managerArgs...)
 	mgr.Stdout, mgr.Stderr = os.Stdout, os.Stderr
 	// Its own process group: Ctrl-C reaches devenv, which stops the manager
 	// once and in order.

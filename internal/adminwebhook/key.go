@@ -92,6 +92,12 @@ func (v *Validator) key(ctx context.Context, req admission.Request) admission.Re
 			return admission.Errored(http.StatusBadRequest, err)
 		}
 		if key.Spec.RestoreFrom != "" {
+			if v.self(req.UserInfo) {
+				// Only a restore from a backup (internal/recovery), which
+				// the caller was authorized for as a whole, makes the
+				// manager create a Key.
+				return admission.Allowed("the manager restores a key from a backup")
+			}
 			return v.restore(ctx, req.UserInfo, key)
 		}
 		if ip := key.Spec.InitialPolicy; ip != nil && !ip.BypassPolicyLockoutSafetyCheck && !v.self(req.UserInfo) {

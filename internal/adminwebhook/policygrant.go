@@ -59,6 +59,9 @@ func (v *Validator) keyGrant(ctx context.Context, req admission.Request) admissi
 	if uid == "" {
 		return resp
 	}
+	if req.Operation == admissionv1.Create && v.self(req.UserInfo) && g.Annotations[kmsv1alpha1.RestoredGrantAnnotation] != "" {
+		return admission.Allowed("the manager restores the grants of a key restored from a backup")
+	}
 	return v.check(ctx, req.UserInfo, g.Namespace, g.Spec.KeyRef.Name, uid, []string{policy.ActionCreateGrant})
 }
 

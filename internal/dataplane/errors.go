@@ -40,6 +40,9 @@ const (
 	// ReasonUnsupportedOperation: the key does not take the operation
 	// (GetParametersForImport on a key that is not origin External).
 	ReasonUnsupportedOperation = "UnsupportedOperationException"
+	// ReasonConflict: a restore collides with what the cluster holds (a
+	// key or version of the same identity, a namespace that is missing).
+	ReasonConflict = "ConflictException"
 )
 
 // invalidCiphertextMessage is the one message of every Decrypt failure.

@@ -20,6 +20,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
 	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
@@ -66,6 +67,8 @@ type Config struct {
 	Keys       *keycache.Cache
 	Access     *access.Index
 	Authorizer *authz.Authorizer
+	// Backup, when set, also serves the BackupService.
+	Backup *Backup
 	// Clock gives each call its time, which decides expiry (grants,
 	// imported material, import parameters) and is the audit record's
 	// eventTime; nil is the real clock. Authn.Clock is the token cache's.
@@ -107,6 +110,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 			return nil, err
 		}
 	}
+	if cfg.Backup != nil && (cfg.Backup.Exporter == nil || cfg.Backup.Restorer == nil) {
+		return nil, errBackupMisconfigured
+	}
+	authenticator := authn.New(cs.AuthenticationV1().TokenReviews(), cfg.Authn)
 	srv := NewGRPCServer(&Server{
 		Keys:       cfg.Keys,
 		Authorizer: cfg.Authorizer,
@@ -120,7 +127,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 		Random:           rand.Reader,
 	}, Options{
 		TLS:             cfg.TLS,
-		Authenticator:   authn.New(cs.AuthenticationV1().TokenReviews(), cfg.Authn),
+		Authenticator:   authenticator,
 		Metrics:         metrics,
 		Quota:           cfg.Quota,
 		Audit:           cfg.Audit,
@@ -128,6 +135,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 		Usage:           usage,
 		Clock:           cfg.Clock,
 	})
+	if cfg.Backup != nil {
+		kmsv1.RegisterBackupServiceServer(srv, &backupServer{
+			cfg: *cfg.Backup, namespace: cfg.Namespace, authn: authenticator,
+			reviews: cs.AuthorizationV1().SubjectAccessReviews(),
+			audit:   cfg.Audit, failClose: cfg.AuditFailClosed, clock: cmp.Or[clock.PassiveClock](cfg.Clock, clock.RealClock{}),
+		})
+	}
 	if err := mgr.Add(&Runnable{Addr: cfg.Addr, Server: srv, Listening: cfg.Listening, Synced: cfg.Access.Synced}); err != nil {
 		return nil, err
 	}

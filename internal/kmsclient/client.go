@@ -243,3 +243,7 @@ func (c *Client) DecryptAny(ctx context.Context, data []byte, encryptionContext 
 	}
 	return pt, nil
 }
+
+// Backup is the BackupService on the same connection (kubectl kms backup
+// and restore).
+func (c *Client) Backup() kmsv1.BackupServiceClient { return kmsv1.NewBackupServiceClient(c.conn) }

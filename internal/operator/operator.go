@@ -49,11 +49,13 @@ import (
 	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/adminwebhook"
 	"github.com/kubekms/kubekms/internal/authz"
+	"github.com/kubekms/kubekms/internal/backup"
 	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/inject"
 	"github.com/kubekms/kubekms/internal/keycache"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/recovery"
 	"github.com/kubekms/kubekms/internal/seal"
 )
 
@@ -132,6 +134,24 @@ type Options struct {
 	DataPlane *dataplane.Config
 	// Serving names the data plane's serving certificate.
 	Serving Serving
+	// Backup configures backups: the recipients of every bundle (the
+	// data plane's BackupService and scheduled ones) and, with Dir,
+	// scheduled backups on the leader.
+	Backup BackupOptions
+}
+
+// BackupOptions configure backups (docs/backup.md).
+type BackupOptions struct {
+	// Recipients are the public keys every bundle is encrypted to; without
+	// any, the BackupService refuses to back up (it still restores).
+	Recipients []backup.Recipient
+	// Dir, when set, receives a bundle at start, after every change and at
+	// least every Interval; Keep are kept; older than StaleAfter is stale.
+	Dir                  string
+	Interval, StaleAfter time.Duration
+	Keep                 int
+	// Check is how often the leader looks for changes (default 1m).
+	Check time.Duration
 }
 
 // WebhookOptions configure the admission webhooks' server and which
@@ -191,6 +211,8 @@ type Operator struct {
 	Authorizer *authz.Authorizer
 	// DataPlane is the gRPC server of Options.DataPlane (nil without one).
 	DataPlane *grpc.Server
+	// Backups writes scheduled backups (nil without Options.Backup.Dir).
+	Backups *recovery.Scheduler
 
 	opts      Options
 	clientset kubernetes.Interface
@@ -327,13 +349,30 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 			return nil, err
 		}
 	}
+	exporter := &recovery.Exporter{Reader: mgr.GetAPIReader(), Store: op.Store, Provider: opts.RootOfTrust}
+	if b := opts.Backup; b.Dir != "" {
+		if len(b.Recipients) == 0 {
+			return nil, errors.New("scheduled backups (--backup-dir) need at least one --backup-recipient")
+		}
+		op.Backups = &recovery.Scheduler{Exporter: exporter, Recipients: b.Recipients, Dir: b.Dir,
+			Interval: b.Interval, StaleAfter: b.StaleAfter, Check: b.Check, Keep: b.Keep, Clock: opts.Clock}
+		if err := op.Backups.Register(ctrlmetrics.Registry); err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(op.Backups); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Controllers != nil {
 		if err := op.addControllers(); err != nil {
 			return nil, fmt.Errorf("set up controllers: %w", err)
 		}
 	}
 	if opts.DataPlane != nil {
-		if op.DataPlane, err = op.AddDataPlane(ctx, *opts.DataPlane); err != nil {
+		dp := *opts.DataPlane
+		dp.Backup = &dataplane.Backup{Exporter: exporter, Recipients: opts.Backup.Recipients,
+			Restorer: &recovery.Restorer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Store: op.Store}}
+		if op.DataPlane, err = op.AddDataPlane(ctx, dp); err != nil {
 			return nil, fmt.Errorf("set up data plane: %w", err)
 		}
 	}
@@ -424,7 +463,17 @@ func (op *Operator) addControllers() error {
 		RootRotator:            rootRotator{op},
 		// Every replica reloads the root within a root check interval.
 		RetireRootAfter: 3 * cmp.Or(op.opts.RootCheckInterval, DefaultRootCheckInterval),
+		Backups:         op.backupReporter(),
 	})
+}
+
+// backupReporter is the scheduler as the RootOfTrust reconciler sees it;
+// nil (not a nil *Scheduler) without scheduled backups.
+func (op *Operator) backupReporter() controllers.BackupReporter {
+	if op.Backups == nil {
+		return nil
+	}
+	return op.Backups
 }
 
 // AddDataPlane adds a data plane serving cfg to the manager, sharing the

@@ -44,6 +44,7 @@ import (
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
 	"github.com/kubekms/kubekms/internal/authz"
+	"github.com/kubekms/kubekms/internal/backup"
 	"github.com/kubekms/kubekms/internal/certs"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/operator"
@@ -71,6 +72,9 @@ var (
 	limiters  []*quota.Limiter
 	quotaFile string
 	auditDir  string
+	// backupIdentity is the backup recipient every replica encrypts
+	// bundles to.
+	backupIdentity *backup.Identity
 )
 
 func TestIntegration(t *testing.T) {
@@ -114,6 +118,8 @@ var _ = BeforeSuite(func() {
 	quotaFile, auditDir = filepath.Join(dir, "quota.yaml"), dir
 	writeQuota("defaults: {symmetric: 4000}")
 
+	backupIdentity, err = backup.GenerateIdentity()
+	Expect(err).NotTo(HaveOccurred())
 	var l *quota.Limiter
 	kms, conn, l = startReplica(replicaOptions{controllers: true, auditPath: filepath.Join(dir, "audit-0.log")})
 	limiters = append(limiters, l)
@@ -174,6 +180,7 @@ func startReplica(o replicaOptions) (kmsv1.KeyManagementServiceClient, *grpc.Cli
 			UsageInterval:   time.Second,
 		},
 		Serving: operator.Serving{DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}},
+		Backup:  operator.BackupOptions{Recipients: []backup.Recipient{backupIdentity.Recipient()}},
 	}
 	if o.controllers {
 		w := testEnv.WebhookInstallOptions

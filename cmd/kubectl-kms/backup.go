@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	"github.com/kubekms/kubekms/internal/backup"
+	"github.com/kubekms/kubekms/internal/kmsclient"
+	"github.com/kubekms/kubekms/internal/recovery"
+)
+
+// backupIdentityCmd is `backup-identity`: a new backup identity (private,
+// for the admin to keep offline) and its recipient (public, for the
+// manager's --backup-recipient).
+func backupIdentityCmd(s io3) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "backup-identity -o KEY.pem",
+		Short: "Make a backup identity (ML-KEM-768+X25519): writes the private key, prints the recipient for --backup-recipient",
+		Long: `Makes a backup identity and writes it to -o (mode 0600; the file must not exist).
+Keep it offline: whoever holds it can open every backup made to its recipient.
+The recipient printed is its public half: give it to the manager
+(--backup-recipient, chart value backup.recipients).`,
+		RunE: func(*cobra.Command, []string) error {
+			if output == "" {
+				return errors.New("--output (-o) is required: the file to write the identity to")
+			}
+			id, err := backup.GenerateIdentity()
+			if err != nil {
+				return err
+			}
+			pemBytes, err := id.MarshalPEM()
+			if err != nil {
+				return err
+			}
+			if err := writeNew(output, pemBytes); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(s.out, id.Recipient().String())
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "File to write the identity to (created, never overwritten).")
+	return cmd
+}
+
+// backupCmd is `backup`: the manager's bundle, encrypted to the recipients
+// it was deployed with, written to a file.
+func backupCmd(conn *connection, s io3) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "backup -o FILE",
+		Short: "Back up every key, policy, grant and material version, encrypted to the manager's backup recipients",
+		Long: `Writes a backup bundle: every Key, KeyPolicy and KeyGrant and every material
+version (tombstones included), encrypted by the manager to the backup
+recipients it was deployed with, so only their identities open it. Needs RBAC
+verb backup on rootoftrusts named default in the kubekms namespace
+(ClusterRole kubekms-backup-operator), as the ServiceAccount of --service-account.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output == "" {
+				return errors.New("--output (-o) is required: the file to write the bundle to")
+			}
+			return conn.run(cmd, func(ctx context.Context, kms *kmsclient.Client) error {
+				bundle, err := receiveBundle(ctx, kms)
+				if err != nil {
+					return err
+				}
+				h, err := backup.Inspect(bundle)
+				if err != nil {
+					return fmt.Errorf("the service sent something that is not a backup bundle: %w", err)
+				}
+				if err := writeNew(output, bundle); err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(s.out, "wrote %s (%d bytes), taken at %s, encrypted to %v\n", output, len(bundle), h.CreatedAt.Format("2006-01-02T15:04:05Z07:00"), h.Recipients)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "File to write the bundle to (created, never overwritten).")
+	return cmd
+}
+
+// receiveBundle reads the whole bundle of a Backup call.
+func receiveBundle(ctx context.Context, kms *kmsclient.Client) ([]byte, error) {
+	stream, err := kms.Backup().Backup(ctx, &kmsv1.BackupRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var bundle []byte
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return bundle, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		bundle = append(bundle, chunk.Data...)
+	}
+}
+
+// restoreCmd is `restore`: open a bundle here with the identity, check it,
+// and have the manager recreate what it holds.
+func restoreCmd(conn *connection, s io3) *cobra.Command {
+	var file, identity string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "restore -f FILE --identity KEY.pem",
+		Short: "Restore a backup bundle: every key with the same keyID, its versions, policy and grants",
+		Long: `Opens the bundle here with the identity (the private key never leaves this
+machine), then sends its contents over the data plane's TLS to the manager,
+which reseals every version under this cluster's root of trust and recreates
+the keys with the same keyIDs, their policies and grants. A bundle that does
+not open (wrong identity, truncated, altered) is refused before anything is
+sent. The manager refuses, writing nothing, contents that collide with keys
+this cluster holds or name namespaces that do not exist; run it again to
+finish a partial restore. --dry-run only opens and summarizes the bundle.
+Needs RBAC verb restore on rootoftrusts named default in the kubekms namespace.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" || identity == "" {
+				return errors.New("--filename (-f) and --identity are required")
+			}
+			contents, err := openBundle(file, identity)
+			if err != nil {
+				return err
+			}
+			defer contents.Wipe()
+			if dryRun {
+				return summarizeContents(s.out, file, contents)
+			}
+			return conn.run(cmd, func(ctx context.Context, kms *kmsclient.Client) error {
+				sum, err := sendContents(ctx, kms, contents)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(s.out, "restored %d keys, %d versions (%d of them tombstones of deleted keys), %d policies, %d grants\n",
+					sum.Keys, sum.Versions, sum.Tombstones, sum.Policies, sum.Grants)
+				for _, why := range sum.Skipped {
+					fmt.Fprintf(s.out, "skipped: %s\n", why)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&file, "filename", "f", "", "The backup bundle.")
+	cmd.Flags().StringVar(&identity, "identity", "", "The backup identity (from kubectl kms backup-identity) the bundle was encrypted to.")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "Only open the bundle and say what it holds; send nothing.")
+	return cmd
+}
+
+// openBundle reads and opens a bundle with an identity file.
+func openBundle(file, identity string) (*recovery.Contents, error) {
+	bundle, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pemBytes, err := os.ReadFile(identity)
+	if err != nil {
+		return nil, err
+	}
+	id, err := backup.ParseIdentity(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("--identity %s: %w", identity, err)
+	}
+	contents, err := recovery.Open(bundle, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w; nothing was restored", file, err)
+	}
+	return contents, nil
+}
+
+// sendContents streams decrypted contents to the manager's Restore.
+func sendContents(ctx context.Context, kms *kmsclient.Client, contents *recovery.Contents) (*kmsv1.RestoreResponse, error) {
+	plaintext, err := contents.Encode()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plaintext)
+	stream, err := kms.Backup().Restore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for rest := plaintext; len(rest) > 0; {
+		n := min(len(rest), 32<<10)
+		if err := stream.Send(&kmsv1.RestoreChunk{Data: rest[:n]}); err != nil {
+			// The stream's status says why (CloseAndRecv returns it).
+			break
+		}
+		rest = rest[n:]
+	}
+	return stream.CloseAndRecv()
+}
+
+// summarizeContents says what a bundle holds, for --dry-run.
+func summarizeContents(w io.Writer, file string, c *recovery.Contents) error {
+	tombstones := 0
+	for _, m := range c.Material {
+		if m.Tombstone {
+			tombstones++
+		}
+	}
+	_, err := fmt.Fprintf(w, "%s opens: taken at %s in namespace %s (root of trust %s): %d keys, %d material versions (%d tombstoned), %d grants\n",
+		filepath.Base(file), c.CreatedAt.Format("2006-01-02T15:04:05Z07:00"), c.Source.Namespace, c.Source.RootOfTrust,
+		len(c.Keys), len(c.Material), tombstones, len(c.Grants))
+	return err
+}
+
+// writeNew writes data to a new file of mode 0600: an existing file is
+// never overwritten.
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,202 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/audit"
+	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/backup"
+	"github.com/kubekms/kubekms/internal/recovery"
+)
+
+// Backup configures the BackupService (api/proto/kubekms/v1/backup.proto):
+// nil in Config serves none.
+type Backup struct {
+	Exporter *recovery.Exporter
+	Restorer *recovery.Restorer
+	// Recipients are the public keys every bundle is encrypted to.
+	Recipients []backup.Recipient
+}
+
+// RBAC verbs on rootoftrusts.kms.kubekms.io (named default, in the
+// operator's namespace) that authorize a backup and a restore.
+const (
+	VerbBackup  = "backup"
+	VerbRestore = "restore"
+)
+
+// The largest restore the service reads, and its bundles' chunk size.
+const (
+	maxRestoreBytes = 256 << 20
+	backupChunk     = 32 << 10
+)
+
+// backupServer implements kubekms.v1.BackupService. Its calls are streams,
+// which the data plane's interceptor does not see: each handler
+// authenticates (the same Authenticator), authorizes (RBAC only, uncached:
+// these are rare and cover every key) and writes its own audit record.
+type backupServer struct {
+	kmsv1.UnimplementedBackupServiceServer
+
+	cfg       Backup
+	namespace string
+	authn     *authn.Authenticator
+	reviews   authorizationv1client.SubjectAccessReviewInterface
+	audit     audit.Sink
+	failClose bool
+	clock     clock.PassiveClock
+}
+
+// Backup implements BackupService.
+func (s *backupServer) Backup(_ *kmsv1.BackupRequest, stream grpc.ServerStreamingServer[kmsv1.BackupChunk]) error {
+	ctx := stream.Context()
+	return s.serve(ctx, "Backup", VerbBackup, func() error {
+		bundle, err := recovery.Bundle(ctx, s.cfg.Exporter, s.cfg.Recipients, s.clock.Now())
+		if err != nil {
+			return s.failed(ctx, "Backup", err)
+		}
+		for len(bundle) > 0 {
+			n := min(len(bundle), backupChunk)
+			if err := stream.Send(&kmsv1.BackupChunk{Data: bundle[:n]}); err != nil {
+				return err
+			}
+			bundle = bundle[n:]
+		}
+		return nil
+	})
+}
+
+// Restore implements BackupService.
+func (s *backupServer) Restore(stream grpc.ClientStreamingServer[kmsv1.RestoreChunk, kmsv1.RestoreResponse]) error {
+	ctx := stream.Context()
+	return s.serve(ctx, "Restore", VerbRestore, func() error {
+		var plaintext []byte
+		defer func() { clear(plaintext) }()
+		for {
+			chunk, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if len(plaintext)+len(chunk.Data) > maxRestoreBytes {
+				return errValidation("the restored contents exceed %d MiB", maxRestoreBytes>>20)
+			}
+			plaintext = append(plaintext, chunk.Data...)
+		}
+		contents, err := recovery.DecodeContents(plaintext)
+		if err != nil {
+			return errValidation("%v", err)
+		}
+		defer contents.Wipe()
+		sum, err := s.cfg.Restorer.Restore(ctx, contents, s.clock.Now())
+		if err != nil {
+			return s.failed(ctx, "Restore", err)
+		}
+		return stream.SendAndClose(&kmsv1.RestoreResponse{
+			Keys: int32(sum.Keys), Versions: int32(sum.Versions), Tombstones: int32(sum.Tombstones),
+			Policies: int32(sum.Policies), Grants: int32(sum.Grants), Skipped: sum.Skipped,
+		})
+	})
+}
+
+// serve authenticates the stream's caller, asks RBAC for verb on the
+// RootOfTrust, runs fn, and audits the call, before its answer leaves.
+func (s *backupServer) serve(ctx context.Context, op, verb string, fn func() error) error {
+	rec := &audit.Record{AuditVersion: audit.Version, RequestID: audit.NewRequestID(), EventName: op, EventTime: s.clock.Now()}
+	var from net.Addr
+	if p, ok := peer.FromContext(ctx); ok {
+		from = p.Addr
+		rec.SourceAddress = p.Addr.String()
+	}
+	err := s.authorize(ctx, rec, from, verb, fn)
+	rec.Outcome, rec.ErrorCode = outcome(err)
+	if s.audit != nil {
+		if werr := s.audit.Write(rec); werr != nil {
+			log.FromContext(ctx).Error(werr, "Could not write an audit record", "requestID", rec.RequestID, "failClosed", s.failClose)
+			if s.failClose && err == nil {
+				// A backup already sent cannot be taken back; a
+				// restore's answer can still be withheld.
+				return errAuditUnavailable()
+			}
+		}
+	}
+	return err
+}
+
+func (s *backupServer) authorize(ctx context.Context, rec *audit.Record, from net.Addr, verb string, fn func() error) error {
+	p, err := s.authn.Authenticate(ctx, bearer(ctx), from)
+	if err != nil {
+		var throttled *authn.ThrottledError
+		switch {
+		case errors.Is(err, authn.ErrUnauthenticated):
+			return errUnauthenticated()
+		case errors.As(err, &throttled):
+			return errReviewThrottled(throttled)
+		}
+		log.FromContext(ctx).Error(err, "Could not authenticate")
+		return errInternal()
+	}
+	rec.Principal = audit.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, ServiceAccount: p.ServiceAccount, PodName: p.PodName, PodUID: p.PodUID}
+	rec.SourceNamespace = p.Namespace
+	extra := make(map[string]authorizationv1.ExtraValue, len(p.Extra))
+	for k, v := range p.Extra {
+		extra[k] = v
+	}
+	sar, err := s.reviews.Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: p.Username, UID: p.UID, Groups: p.Groups, Extra: extra,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Group: kmsv1alpha1.GroupVersion.Group, Resource: "rootoftrusts", Verb: verb,
+			Namespace: s.namespace, Name: kmsv1alpha1.RootOfTrustName,
+		},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		log.FromContext(ctx).Error(err, "Could not ask RBAC", "verb", verb)
+		return errInternal()
+	}
+	rec.DecidedBy = "rbac"
+	if !sar.Status.Allowed {
+		return newError(codes.PermissionDenied, ReasonAccessDenied,
+			"%s may not %s: it needs RBAC verb %s on rootoftrusts.%s named %s in namespace %s (ClusterRole kubekms-backup-operator)",
+			p.Username, verb, verb, kmsv1alpha1.GroupVersion.Group, kmsv1alpha1.RootOfTrustName, s.namespace)
+	}
+	return fn()
+}
+
+// failed maps an error of a backup or restore to its answer: what the
+// caller can act on is said, the rest logged.
+func (s *backupServer) failed(ctx context.Context, op string, err error) error {
+	switch {
+	case errors.Is(err, recovery.ErrNoRecipients):
+		return newError(codes.FailedPrecondition, ReasonUnsupportedOperation, "%v", err)
+	case errors.Is(err, recovery.ErrInvalid):
+		return errValidation("%v", err)
+	case errors.Is(err, recovery.ErrConflict):
+		return newError(codes.FailedPrecondition, ReasonConflict, "%v", err)
+	case rootUnavailable(err):
+		log.FromContext(ctx).Error(err, "The root of trust is unavailable", "operation", op)
+		return errRootUnavailable()
+	}
+	log.FromContext(ctx).Error(err, "Could not complete", "operation", op)
+	return newError(codes.Unavailable, ReasonInternal, "%s could not complete; the manager's log says why; retry", op)
+}
+
+// errBackupMisconfigured is the answer of a backup service set up without
+// its parts: a bug.
+var errBackupMisconfigured = fmt.Errorf("data plane: Backup needs an Exporter and a Restorer")
