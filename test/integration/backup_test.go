@@ -143,8 +143,8 @@ var _ = Describe("Backup and restore", func() {
 				KeySpec: string(kmsv1alpha1.KeySpecSymmetricDefault), Material: make([]byte, 32)}}}
 		before := materialSecrets(ctx)
 		for _, caller := range []struct {
-			name string
-			ctx  context.Context
+			name   string
+			ctx    context.Context
 			code   codes.Code
 			reason string
 		}{
