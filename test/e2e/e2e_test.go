@@ -33,6 +33,9 @@ var (
 	devenv     *gexec.Session
 	dataplane  string
 	pluginDir  string
+	// managerBin and devenvBin are the built binaries, for specs that start
+	// control planes of their own.
+	managerBin, devenvBin string
 )
 
 func TestE2E(t *testing.T) {
@@ -47,9 +50,9 @@ var _ = BeforeSuite(func() {
 	repoRoot, err = filepath.Abs(filepath.Join("..", ".."))
 	Expect(err).NotTo(HaveOccurred())
 
-	manager, err := gexec.Build("github.com/kubekms/kubekms/cmd/manager")
+	managerBin, err = gexec.Build("github.com/kubekms/kubekms/cmd/manager")
 	Expect(err).NotTo(HaveOccurred())
-	devenvBin, err := gexec.Build("github.com/kubekms/kubekms/hack/devenv")
+	devenvBin, err = gexec.Build("github.com/kubekms/kubekms/hack/devenv")
 	Expect(err).NotTo(HaveOccurred())
 	cli, err := gexec.Build("github.com/kubekms/kubekms/cmd/kubectl-kms")
 	Expect(err).NotTo(HaveOccurred())
@@ -65,7 +68,7 @@ var _ = BeforeSuite(func() {
 	kubeconfig = filepath.Join(devDir, "kubeconfig")
 	cmd := exec.Command(devenvBin,
 		"--dir", devDir,
-		"--manager", manager,
+		"--manager", managerBin,
 		"--crds", filepath.Join(repoRoot, "config", "crd", "bases"),
 		"--webhooks", filepath.Join(repoRoot, "config", "webhook"),
 		"--samples", filepath.Join(repoRoot, "config", "samples"),
