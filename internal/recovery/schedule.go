@@ -79,10 +79,18 @@ func (s *Scheduler) Register(reg prometheus.Registerer) error {
 		Help: "When the last scheduled backup bundle was written (Unix time); 0 before the first. Alert when time() minus this exceeds your backup interval."})
 	s.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "kubekms_backup_failures_total",
 		Help: "Scheduled backups that failed (the RootOfTrust's BackedUp condition says why)."})
-	for _, c := range []prometheus.Collector{s.lastGauge, s.failures} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
+	// Several managers in one process (tests, the bench) share the
+	// registry's collectors.
+	var are prometheus.AlreadyRegisteredError
+	if err := reg.Register(s.lastGauge); errors.As(err, &are) {
+		s.lastGauge = are.ExistingCollector.(prometheus.Gauge)
+	} else if err != nil {
+		return err
+	}
+	if err := reg.Register(s.failures); errors.As(err, &are) {
+		s.failures = are.ExistingCollector.(prometheus.Counter)
+	} else if err != nil {
+		return err
 	}
 	s.registered = true
 	return nil
