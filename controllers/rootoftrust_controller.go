@@ -116,7 +116,7 @@ func (r *RootOfTrustReconciler) reportBackups(rot *kmsv1alpha1.RootOfTrust, resu
 	rep := r.Backups.Report(now)
 	cond := metav1.Condition{Type: kmsv1alpha1.RootOfTrustConditionBackedUp, ObservedGeneration: rot.Generation,
 		Status: metav1.ConditionTrue, Reason: kmsv1alpha1.RootOfTrustReasonBackupCurrent}
-	rot.Status.LastBackupTime, rot.Status.LastBackupFile = nil, rep.File
+	rot.Status.LastBackupTime, rot.Status.LastBackupFile, rot.Status.LastBackupSHA256 = nil, rep.File, rep.SHA256
 	if !rep.Last.IsZero() {
 		rot.Status.LastBackupTime = &metav1.Time{Time: rep.Last.Truncate(time.Second)}
 	}

@@ -125,6 +125,12 @@ type RootOfTrustStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	LastBackupFile string `json:"lastBackupFile,omitempty"`
+	// lastBackupSHA256 is that bundle's SHA-256 (hex): keep it apart from
+	// the bundle and give it to kubectl kms restore --sha256, so that a
+	// bundle swapped on its volume is refused.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	LastBackupSHA256 string `json:"lastBackupSHA256,omitempty"`
 
 	// conditions: Ready, with the reason and, when False, what to restore;
 	// Resealed, with the progress of a reseal; BackedUp, whether

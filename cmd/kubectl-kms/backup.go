@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -79,7 +82,8 @@ verb backup on rootoftrusts named default in the kubekms namespace
 				if err := writeNew(output, bundle); err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(s.out, "wrote %s (%d bytes), taken at %s, encrypted to %v\n", output, len(bundle), h.CreatedAt.Format("2006-01-02T15:04:05Z07:00"), h.Recipients)
+				_, err = fmt.Fprintf(s.out, "wrote %s (%d bytes, sha256:%s), taken at %s, encrypted to %v\nkeep the sha256 apart from the bundle: kubectl kms restore --sha256 checks it\n",
+					output, len(bundle), digestOf(bundle), h.CreatedAt.Format("2006-01-02T15:04:05Z07:00"), h.Recipients)
 				return err
 			})
 		},
@@ -110,7 +114,7 @@ func receiveBundle(ctx context.Context, kms *kmsclient.Client) ([]byte, error) {
 // restoreCmd is `restore`: open a bundle here with the identity, check it,
 // and have the manager recreate what it holds.
 func restoreCmd(conn *connection, s io3) *cobra.Command {
-	var file, identity string
+	var file, identity, digest string
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "restore -f FILE --identity KEY.pem",
@@ -128,10 +132,14 @@ Needs RBAC verb restore on rootoftrusts named default in the kubekms namespace.`
 			if file == "" || identity == "" {
 				return errors.New("--filename (-f) and --identity are required")
 			}
-			contents, err := openBundle(file, identity)
+			if conn.insecure && !dryRun {
+				return errors.New("--insecure: a restore sends every key's material; it is only sent over TLS")
+			}
+			contents, sum, err := openBundle(file, identity, digest)
 			if err != nil {
 				return err
 			}
+			fmt.Fprintf(s.out, "%s opens (sha256:%s)\n", file, sum)
 			defer contents.Wipe()
 			if dryRun {
 				return summarizeContents(s.out, file, contents)
@@ -153,28 +161,34 @@ Needs RBAC verb restore on rootoftrusts named default in the kubekms namespace.`
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "The backup bundle.")
 	cmd.Flags().StringVar(&identity, "identity", "", "The backup identity (from kubectl kms backup-identity) the bundle was encrypted to.")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "Only open the bundle and say what it holds; send nothing.")
+	cmd.Flags().StringVar(&digest, "sha256", "", "The bundle's SHA-256 as recorded when it was made (kubectl kms backup's output, the RootOfTrust's status.lastBackupSHA256): a bundle with another is refused.")
 	return cmd
 }
 
-// openBundle reads and opens a bundle with an identity file.
-func openBundle(file, identity string) (*recovery.Contents, error) {
+// openBundle reads a bundle, checks its digest when one is given, and
+// opens it with an identity file.
+func openBundle(file, identity, digest string) (*recovery.Contents, string, error) {
 	bundle, err := os.ReadFile(file)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	got := digestOf(bundle)
+	if want := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(digest)), "sha256:"); want != "" && want != got {
+		return nil, "", fmt.Errorf("%s: its SHA-256 is %s, not %s: this is not the bundle that was recorded; nothing was restored", file, got, want)
 	}
 	pemBytes, err := os.ReadFile(identity)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	id, err := backup.ParseIdentity(pemBytes)
 	if err != nil {
-		return nil, fmt.Errorf("--identity %s: %w", identity, err)
+		return nil, "", fmt.Errorf("--identity %s: %w", identity, err)
 	}
 	contents, err := recovery.Open(bundle, id)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w; nothing was restored", file, err)
+		return nil, "", fmt.Errorf("%s: %w; nothing was restored", file, err)
 	}
-	return contents, nil
+	return contents, got, nil
 }
 
 // sendContents streams decrypted contents to the manager's Restore.
@@ -207,10 +221,16 @@ func summarizeContents(w io.Writer, file string, c *recovery.Contents) error {
 			tombstones++
 		}
 	}
-	_, err := fmt.Fprintf(w, "%s opens: taken at %s in namespace %s (root of trust %s): %d keys, %d material versions (%d tombstoned), %d grants\n",
+	_, err := fmt.Fprintf(w, "%s: taken at %s in namespace %s (root of trust %s): %d keys, %d material versions (%d tombstoned), %d grants\n",
 		filepath.Base(file), c.CreatedAt.Format("2006-01-02T15:04:05Z07:00"), c.Source.Namespace, c.Source.RootOfTrust,
 		len(c.Keys), len(c.Material), tombstones, len(c.Grants))
 	return err
+}
+
+// digestOf is the hex SHA-256 of a bundle.
+func digestOf(b []byte) string {
+	d := sha256.Sum256(b)
+	return hex.EncodeToString(d[:])
 }
 
 // writeNew writes data to a new file of mode 0600: an existing file is

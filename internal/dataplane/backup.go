@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -65,10 +67,15 @@ type backupServer struct {
 // Backup implements BackupService.
 func (s *backupServer) Backup(_ *kmsv1.BackupRequest, stream grpc.ServerStreamingServer[kmsv1.BackupChunk]) error {
 	ctx := stream.Context()
-	return s.serve(ctx, "Backup", VerbBackup, func() error {
+	return s.serve(ctx, "Backup", VerbBackup, func(rec *audit.Record) error {
 		bundle, err := recovery.Bundle(ctx, s.cfg.Exporter, s.cfg.Recipients, s.clock.Now())
 		if err != nil {
 			return s.failed(ctx, "Backup", err)
+		}
+		// The record is written before the first byte leaves: a bundle
+		// sent cannot be taken back.
+		if err := s.record(ctx, rec, nil); err != nil {
+			return err
 		}
 		for len(bundle) > 0 {
 			n := min(len(bundle), backupChunk)
@@ -84,7 +91,7 @@ func (s *backupServer) Backup(_ *kmsv1.BackupRequest, stream grpc.ServerStreamin
 // Restore implements BackupService.
 func (s *backupServer) Restore(stream grpc.ClientStreamingServer[kmsv1.RestoreChunk, kmsv1.RestoreResponse]) error {
 	ctx := stream.Context()
-	return s.serve(ctx, "Restore", VerbRestore, func() error {
+	return s.serve(ctx, "Restore", VerbRestore, func(*audit.Record) error {
 		var plaintext []byte
 		defer func() { clear(plaintext) }()
 		for {
@@ -105,7 +112,8 @@ func (s *backupServer) Restore(stream grpc.ClientStreamingServer[kmsv1.RestoreCh
 			return errValidation("%v", err)
 		}
 		defer contents.Wipe()
-		sum, err := s.cfg.Restorer.Restore(ctx, contents, s.clock.Now())
+		digest := sha256.Sum256(plaintext)
+		sum, err := s.cfg.Restorer.Restore(ctx, contents, hex.EncodeToString(digest[:]), s.clock.Now())
 		if err != nil {
 			return s.failed(ctx, "Restore", err)
 		}
@@ -117,27 +125,38 @@ func (s *backupServer) Restore(stream grpc.ClientStreamingServer[kmsv1.RestoreCh
 }
 
 // serve authenticates the stream's caller, asks RBAC for verb on the
-// RootOfTrust, runs fn, and audits the call, before its answer leaves.
-func (s *backupServer) serve(ctx context.Context, op, verb string, fn func() error) error {
+// RootOfTrust, runs fn, and audits the call before its answer leaves; fn
+// may write the record itself earlier (record), before it streams.
+func (s *backupServer) serve(ctx context.Context, op, verb string, fn func(*audit.Record) error) error {
 	rec := &audit.Record{AuditVersion: audit.Version, RequestID: audit.NewRequestID(), EventName: op, EventTime: s.clock.Now()}
 	var from net.Addr
 	if p, ok := peer.FromContext(ctx); ok {
 		from = p.Addr
 		rec.SourceAddress = p.Addr.String()
 	}
-	err := s.authorize(ctx, rec, from, verb, fn)
-	rec.Outcome, rec.ErrorCode = outcome(err)
-	if s.audit != nil {
-		if werr := s.audit.Write(rec); werr != nil {
-			log.FromContext(ctx).Error(werr, "Could not write an audit record", "requestID", rec.RequestID, "failClosed", s.failClose)
-			if s.failClose && err == nil {
-				// A backup already sent cannot be taken back; a
-				// restore's answer can still be withheld.
-				return errAuditUnavailable()
-			}
+	err := s.authorize(ctx, rec, from, verb, func() error { return fn(rec) })
+	if rec.Outcome == "" { // fn did not record the call already
+		if aerr := s.record(ctx, rec, err); aerr != nil {
+			return aerr
 		}
 	}
 	return err
+}
+
+// record writes the call's audit record with the outcome of err. With
+// fail-closed auditing, a record that cannot be written refuses the call.
+func (s *backupServer) record(ctx context.Context, rec *audit.Record, err error) error {
+	rec.Outcome, rec.ErrorCode = outcome(err)
+	if s.audit == nil {
+		return nil
+	}
+	if werr := s.audit.Write(rec); werr != nil {
+		log.FromContext(ctx).Error(werr, "Could not write an audit record", "requestID", rec.RequestID, "failClosed", s.failClose)
+		if s.failClose && err == nil {
+			return errAuditUnavailable()
+		}
+	}
+	return nil
 }
 
 func (s *backupServer) authorize(ctx context.Context, rec *audit.Record, from net.Addr, verb string, fn func() error) error {

@@ -67,14 +67,16 @@ func (s *Store) LoadVersion(ctx context.Context, keyID string, version int32) (*
 // version of v.KeyID, kept until v.DestroyAfter with the policy record
 // v.DeletedPolicy, as if its key had been deleted from v.KeyNamespace: a
 // Key with spec.restoreFrom takes it back, under that policy, before the
-// window ends. Like Create it never overwrites: it reports false when the
-// version's Secret already exists.
-func (s *Store) CreateTombstone(ctx context.Context, v Version, material []byte) (bool, error) {
+// window ends. v.RestoredFrom names the backup contents. Like Create it
+// never overwrites: it reports false when the version's Secret already
+// exists. With dryRun the API server checks the Secret and stores nothing.
+func (s *Store) CreateTombstone(ctx context.Context, v Version, material []byte, dryRun bool) (bool, error) {
 	annotations := map[string]string{
 		AnnotationKeySpec:       v.KeySpec,
 		AnnotationCreatedAt:     v.CreatedAt.UTC().Format(time.RFC3339Nano),
 		AnnotationDestroyAfter:  v.DestroyAfter.UTC().Format(time.RFC3339Nano),
 		AnnotationDeletedPolicy: v.DeletedPolicy,
+		AnnotationRestoredFrom:  v.RestoredFrom,
 	}
 	if v.RotateRequest != "" {
 		annotations[AnnotationRotateRequest] = v.RotateRequest
@@ -94,7 +96,11 @@ func (s *Store) CreateTombstone(ctx context.Context, v Version, material []byte)
 		LabelTombstone:             "true",
 	}
 	what := fmt.Sprintf("key %s version %d", v.KeyID, v.Version)
-	return s.createSealed(ctx, what, SecretName(v.KeyID, v.Version), labels, annotations, material, seal.MaterialAAD(v.KeyID, v.Version, v.KeySpec))
+	var opts []client.CreateOption
+	if dryRun {
+		opts = append(opts, client.DryRunAll)
+	}
+	return s.createSealed(ctx, what, SecretName(v.KeyID, v.Version), labels, annotations, material, seal.MaterialAAD(v.KeyID, v.Version, v.KeySpec), opts...)
 }
 
 // All lists every version of every key, live and tombstoned, without

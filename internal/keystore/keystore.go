@@ -61,6 +61,11 @@ const (
 	// AnnotationPublicKey holds an asymmetric version's public key
 	// (SubjectPublicKeyInfo DER, base64): public, so not sealed.
 	AnnotationPublicKey = "kms.kubekms.io/public-key"
+	// AnnotationRestoredFrom, on a version a restore wrote, is the SHA-256
+	// of the backup contents it came from: a restore run again with the
+	// same contents finishes what it began, any other refuses to touch
+	// the key.
+	AnnotationRestoredFrom = "kms.kubekms.io/restored-from"
 
 	dataSealed   = "sealed"
 	dataProvider = "sealer"
@@ -97,6 +102,8 @@ type Version struct {
 	DeletedPolicy string
 	// PublicKey is the SubjectPublicKeyInfo DER of an asymmetric version.
 	PublicKey []byte
+	// RestoredFrom is AnnotationRestoredFrom ("" for versions made here).
+	RestoredFrom string
 
 	secretName      string
 	uid             types.UID
@@ -202,6 +209,7 @@ func versionFromSecret(secret *corev1.Secret) (Version, error) {
 		v.ImportRequest = legacy
 	}
 	v.DeletedPolicy = secret.Annotations[AnnotationDeletedPolicy]
+	v.RestoredFrom = secret.Annotations[AnnotationRestoredFrom]
 	if pk := secret.Annotations[AnnotationPublicKey]; pk != "" {
 		if v.PublicKey, err = base64.StdEncoding.DecodeString(pk); err != nil {
 			return bad(fmt.Sprintf("annotation %s is not base64", AnnotationPublicKey))
@@ -258,7 +266,7 @@ func (s *Store) create(ctx context.Context, owner Owner, version int32, material
 // operator namespace, immutable unless the root is local
 // (seal.ImmutableUnder). It reports false when the Secret already exists:
 // another writer made it first.
-func (s *Store) createSealed(ctx context.Context, what, name string, labels, annotations map[string]string, plaintext, aad []byte) (bool, error) {
+func (s *Store) createSealed(ctx context.Context, what, name string, labels, annotations map[string]string, plaintext, aad []byte, opts ...client.CreateOption) (bool, error) {
 	sealed, err := s.Sealer.Seal(ctx, plaintext, aad)
 	if err != nil {
 		return false, fmt.Errorf("seal %s: %w", what, err)
@@ -270,7 +278,7 @@ func (s *Store) createSealed(ctx context.Context, what, name string, labels, ann
 		Type:       SecretType,
 		Data:       map[string][]byte{dataSealed: sealed, dataProvider: []byte(s.Sealer.Provider())},
 	}
-	switch err := s.Client.Create(ctx, secret); {
+	switch err := s.Client.Create(ctx, secret, opts...); {
 	case apierrors.IsAlreadyExists(err):
 		return false, nil
 	case err != nil:

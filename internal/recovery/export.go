@@ -81,11 +81,10 @@ func (e *Exporter) Export(ctx context.Context, now time.Time) (*Contents, error)
 		}
 		if v.Tombstone {
 			m.DestroyAfter = new(v.DestroyAfter.UTC())
-		} else {
-			// A live version's record is its key's (Policy): kept only
-			// for a tombstone.
-			m.DeletedPolicy = ""
 		}
+		// A live version carries the record of its key's policy too: the
+		// key's own (KeyRecord.Policy) wins on restore, this one counts
+		// for material whose Key was going away.
 		c.Material = append(c.Material, m)
 		return nil
 	})

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,10 +21,21 @@ import (
 	"github.com/kubekms/kubekms/internal/access"
 	"github.com/kubekms/kubekms/internal/keyspec"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/kmscrypto"
 )
 
-// defaultDeletionWindow is spec.deletionWindow's default.
-const defaultDeletionWindow = 720 * time.Hour
+// defaultDeletionWindow is spec.deletionWindow's default, and
+// maxDeletionWindow its largest value: no tombstone a restore writes is
+// kept longer.
+const (
+	defaultDeletionWindow = 720 * time.Hour
+	maxDeletionWindow     = 720 * time.Hour
+)
+
+// closedPolicyRecord is the policy record of live material that kept none:
+// a restore of it is refused to all but a cluster admin (RBAC verb
+// cancelkeydeletion), as for a policy too large to keep.
+var closedPolicyRecord = `{"tooLarge":true}`
 
 // ErrInvalid wraps every reason Restore refuses Contents that are wrong in
 // themselves; ErrConflict every reason it refuses Contents that collide
@@ -58,23 +70,25 @@ type Summary struct {
 	Skipped []string
 }
 
-// Restore recreates c in this cluster at now. See the package comment.
-func (r *Restorer) Restore(ctx context.Context, c *Contents, now time.Time) (Summary, error) {
-	plan, err := r.plan(ctx, c, now)
+// Restore recreates c in this cluster at now; digest identifies c (the
+// SHA-256 of its encoding) so that running the same restore again finishes
+// it. See the package comment.
+func (r *Restorer) Restore(ctx context.Context, c *Contents, digest string, now time.Time) (Summary, error) {
+	plan, err := r.plan(ctx, c, digest, now)
 	if err != nil {
 		return Summary{}, err
 	}
 	sum := Summary{Skipped: plan.skipped}
 	for _, m := range plan.material {
-		created, err := r.Store.CreateTombstone(ctx, m.version, m.material)
+		created, err := r.Store.CreateTombstone(ctx, m.version, m.material, false)
 		if err != nil {
 			return sum, fmt.Errorf("restore: %w", err)
 		}
 		if !created {
-			// Made by a concurrent restore since plan read it: check it is
-			// this material, as plan does.
+			// Made by a concurrent run of this restore since plan read it:
+			// check it is this material, as plan does.
 			if err := r.sameMaterial(ctx, m.version, m.material); err != nil {
-				return sum, err
+				return sum, fmt.Errorf("%w: %v", ErrConflict, err)
 			}
 		}
 		sum.Versions++
@@ -88,25 +102,24 @@ func (r *Restorer) Restore(ctx context.Context, c *Contents, now time.Time) (Sum
 		}
 	}
 	sum.Keys = len(plan.keys) + plan.keysDone
-	for _, k := range c.Keys {
-		if k.KeyID != "" && plan.restores[k.KeyID] && access.ParseDeletedPolicy(k.Policy).Spec != nil {
-			sum.Policies++
-		}
-	}
-	granted, skipped, err := r.restoreGrants(ctx, c, plan)
+	sum.Policies = plan.policies
+	granted, skipped := r.restoreGrants(ctx, c, plan)
 	sum.Grants, sum.Skipped = granted, append(sum.Skipped, skipped...)
-	return sum, err
+	return sum, nil
 }
 
 // restorePlan is what Restore writes, decided before the first write.
 type restorePlan struct {
 	material []plannedVersion
 	keys     []*kmsv1alpha1.Key
-	// keysDone counts Keys an earlier run already recreated.
+	// keysDone counts Keys already here (an earlier run made them, or the
+	// cluster holds them as the backup does).
 	keysDone int
-	// restores are the keyIDs whose Key comes back with spec.restoreFrom.
-	restores map[string]bool
-	skipped  []string
+	// policies counts the keys that come back under a KeyPolicy.
+	policies int
+	// grantable are the keyIDs whose grants are restored.
+	grantable map[string]bool
+	skipped   []string
 }
 
 type plannedVersion struct {
@@ -115,17 +128,32 @@ type plannedVersion struct {
 	tombstone bool
 }
 
+// keyOf is what the contents hold of one keyID.
+type keyOf struct {
+	record   *KeyRecord
+	material []*Material
+}
+
 // plan checks c whole, against itself and against this cluster, and
-// decides what to write. Every problem found is reported at once.
-func (r *Restorer) plan(ctx context.Context, c *Contents, now time.Time) (*restorePlan, error) {
-	var invalid, conflicts []string
-	bad := func(format string, args ...any) { invalid = append(invalid, fmt.Sprintf(format, args...)) }
+// decides what to write; every problem found is reported at once. It ends
+// with a dry run of every Secret and Key it would create, so that what the
+// API server would refuse is refused before anything is written.
+func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now time.Time) (*restorePlan, error) {
 	if c.Format != FormatV1 {
 		return nil, fmt.Errorf("%w: format is %q, this manager reads %q", ErrInvalid, c.Format, FormatV1)
 	}
-	byKeyID := map[string]*KeyRecord{}
+	var invalid []string
+	bad := func(format string, args ...any) { invalid = append(invalid, fmt.Sprintf(format, args...)) }
+	byKeyID := map[string]*keyOf{}
+	keyIDOf := func(id string) *keyOf {
+		if byKeyID[id] == nil {
+			byKeyID[id] = &keyOf{}
+		}
+		return byKeyID[id]
+	}
 	names := map[string]bool{}
 	namespaces := map[string]bool{}
+	var fresh []*KeyRecord // keys recreated as new keys
 	for i := range c.Keys {
 		k := &c.Keys[i]
 		what := fmt.Sprintf("keys[%d] (%s/%s)", i, k.Namespace, k.Name)
@@ -140,18 +168,15 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, now time.Time) (*resto
 		names[k.Namespace+"/"+k.Name] = true
 		namespaces[k.Namespace] = true
 		if k.KeyID == "" {
+			fresh = append(fresh, k)
 			continue
 		}
 		checkKeyID(bad, what, k.KeyID)
-		if byKeyID[k.KeyID] != nil {
+		if keyIDOf(k.KeyID).record != nil {
 			bad("%s: keyID %s belongs to another key of the backup too", what, k.KeyID)
 		}
-		byKeyID[k.KeyID] = k
-		if access.ParseDeletedPolicy(k.Policy).TooLarge {
-			bad("%s: its policy record does not parse", what)
-		}
+		keyIDOf(k.KeyID).record = k
 	}
-	plan := &restorePlan{restores: map[string]bool{}}
 	seen := map[string]bool{}
 	for i := range c.Material {
 		m := &c.Material[i]
@@ -165,8 +190,6 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, now time.Time) (*resto
 			bad("%s: version must be at least 1", what)
 		case seen[id]:
 			bad("%s: a second copy of that version", what)
-		case len(m.Material) == 0:
-			bad("%s: no material", what)
 		case m.Tombstone && m.DestroyAfter == nil:
 			bad("%s: a tombstone without destroyAfter", what)
 		}
@@ -187,44 +210,31 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, now time.Time) (*resto
 			bad("%s: its public key is not its material's", what)
 			continue
 		}
-		v := keystore.Version{
-			KeyID: m.KeyID, Version: m.Version, KeyNamespace: m.KeyNamespace, KeyName: m.KeyName, KeySpec: m.KeySpec,
-			CreatedAt: m.CreatedAt, RotateRequest: m.RotateRequest, ImportRequest: m.ImportRequest,
-			DeletedPolicy: m.DeletedPolicy, PublicKey: public,
-		}
-		key := byKeyID[m.KeyID]
-		switch {
-		case m.Tombstone:
-			v.DestroyAfter = *m.DestroyAfter
-			if !now.Before(v.DestroyAfter) {
-				plan.skipped = append(plan.skipped, fmt.Sprintf("key %s version %d: a tombstone whose deletion window ended at %s",
-					m.KeyID, m.Version, v.DestroyAfter.Format(time.RFC3339)))
-				continue
+		m.PublicKey = public
+		k := keyIDOf(m.KeyID)
+		if len(k.material) > 0 {
+			if f := k.material[0]; f.KeyNamespace != m.KeyNamespace || f.KeyName != m.KeyName || f.KeySpec != m.KeySpec {
+				bad("%s: labelled %s/%s (%s), but version %d of that key is %s/%s (%s)", what, m.KeyNamespace, m.KeyName, m.KeySpec,
+					f.Version, f.KeyNamespace, f.KeyName, f.KeySpec)
 			}
-		case key != nil:
-			if key.Namespace != m.KeyNamespace || key.Name != m.KeyName || string(key.Spec.KeySpec) != m.KeySpec {
-				bad("%s: labelled for %s/%s (%s), but keyID %s is Key %s/%s (%s)", what, m.KeyNamespace, m.KeyName, m.KeySpec,
-					m.KeyID, key.Namespace, key.Name, key.Spec.KeySpec)
-				continue
-			}
-			// Held as a tombstone that carries the key's policy until the
-			// restored Key takes it back.
-			v.DestroyAfter = now.Add(durationOr(key.Spec.DeletionWindow, defaultDeletionWindow))
-			v.DeletedPolicy = key.Policy
-			plan.restores[m.KeyID] = true
-		default:
-			// Live material of no Key (its Key was going away when the
-			// backup was taken): kept as a tombstone for a whole window.
-			v.DestroyAfter = now.Add(defaultDeletionWindow)
 		}
+		k.material = append(k.material, m)
 		namespaces[m.KeyNamespace] = true
-		plan.material = append(plan.material, plannedVersion{version: v, material: m.Material, tombstone: key == nil})
+	}
+	for id, k := range byKeyID {
+		if k.record == nil || len(k.material) == 0 {
+			continue
+		}
+		if m := k.material[0]; k.record.Namespace != m.KeyNamespace || k.record.Name != m.KeyName || string(k.record.Spec.KeySpec) != m.KeySpec {
+			bad("key %s: its versions are labelled %s/%s (%s), but its Key is %s/%s (%s)", id, m.KeyNamespace, m.KeyName, m.KeySpec,
+				k.record.Namespace, k.record.Name, k.record.Spec.KeySpec)
+		}
 	}
 	for i, g := range c.Grants {
 		what := fmt.Sprintf("grants[%d] (%s/%s)", i, g.Namespace, g.Name)
 		checkName(bad, what+": namespace", g.Namespace)
 		checkName(bad, what+": name", g.Name)
-		if k := byKeyID[g.KeyID]; k == nil || k.Namespace != g.Namespace {
+		if k := byKeyID[g.KeyID]; k == nil || k.record == nil || k.record.Namespace != g.Namespace {
 			bad("%s: bound to keyID %q, which is no Key of the backup in namespace %s", what, g.KeyID, g.Namespace)
 		}
 	}
@@ -232,50 +242,186 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, now time.Time) (*resto
 		return nil, fmt.Errorf("%w, nothing was restored: %s", ErrInvalid, summarize(invalid))
 	}
 
+	var conflicts []string
+	conflict := func(format string, args ...any) { conflicts = append(conflicts, fmt.Sprintf(format, args...)) }
 	for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
-		err := r.Reader.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})
+		n := &corev1.Namespace{}
+		err := r.Reader.Get(ctx, client.ObjectKey{Name: ns}, n)
 		switch {
 		case apierrors.IsNotFound(err):
-			conflicts = append(conflicts, fmt.Sprintf("namespace %s does not exist: create it, then restore again", ns))
+			conflict("namespace %s does not exist: create it, then restore again", ns)
 		case err != nil:
 			return nil, fmt.Errorf("restore: read namespace %s: %w", ns, err)
+		case !n.DeletionTimestamp.IsZero():
+			conflict("namespace %s is being deleted", ns)
 		}
 	}
-	pending := plan.material[:0:0]
-	for _, m := range plan.material {
-		existing, err := r.Store.LoadVersion(ctx, m.version.KeyID, m.version.Version)
+	existingKeys := &kmsv1alpha1.KeyList{}
+	if err := r.Reader.List(ctx, existingKeys); err != nil {
+		return nil, fmt.Errorf("restore: list Keys: %w", err)
+	}
+	keysByName := map[string]*kmsv1alpha1.Key{}
+	claims := map[string][]string{} // keyID -> Keys that carry or restore it
+	for i := range existingKeys.Items {
+		k := &existingKeys.Items[i]
+		keysByName[k.Namespace+"/"+k.Name] = k
+		for _, id := range []string{k.Status.KeyID, k.Spec.RestoreFrom} {
+			if id != "" && !slices.Contains(claims[id], k.Namespace+"/"+k.Name) {
+				claims[id] = append(claims[id], k.Namespace+"/"+k.Name)
+			}
+		}
+	}
+
+	plan := &restorePlan{grantable: map[string]bool{}}
+	for _, id := range slices.Sorted(maps.Keys(byKeyID)) {
+		k := byKeyID[id]
+		rec := k.record
+		if rec != nil && access.ParseDeletedPolicy(rec.Policy).TooLarge {
+			plan.skipped = append(plan.skipped, fmt.Sprintf("key %s (%s/%s): its policy was too large to keep in the backup; recreate the key and its policy by hand", id, rec.Namespace, rec.Name))
+			continue
+		}
+		if rec != nil && len(k.material) == 0 {
+			// A key without material (an import never made): it comes
+			// back as a new key under its policy.
+			fresh = append(fresh, rec)
+			continue
+		}
+		existing, err := r.Store.ByKeyID(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("restore: %w", err)
 		}
-		if existing == nil {
-			pending = append(pending, m)
+		ours := len(existing) > 0 && !slices.ContainsFunc(existing, func(v keystore.Version) bool { return v.RestoredFrom != digest })
+		var key *kmsv1alpha1.Key
+		if rec != nil {
+			key = keysByName[rec.Namespace+"/"+rec.Name]
+		}
+		if others := slices.DeleteFunc(slices.Clone(claims[id]), func(n string) bool { return rec != nil && n == rec.Namespace+"/"+rec.Name }); len(others) > 0 {
+			conflict("key %s is claimed here by Key %s already", id, strings.Join(others, ", "))
 			continue
 		}
-		if err := r.sameMaterial(ctx, m.version, m.material); err != nil {
-			conflicts = append(conflicts, err.Error())
+		if len(existing) > 0 && !ours {
+			// The key is in this cluster already, made here or by another
+			// restore. A restore adds no version to it, and does not bring
+			// it back if it was deleted here: only what is here already,
+			// as the backup has it, passes.
+			if rec != nil && (key == nil || key.Status.KeyID != id) {
+				where := existing[0].KeyNamespace + "/" + existing[0].KeyName
+				if existing[0].Tombstone {
+					conflict("key %s (%s) was deleted in this cluster: a restore does not bring it back; create a Key with spec.restoreFrom: %s if you mean to", id, where, id)
+				} else {
+					conflict("key %s is in this cluster already, as %s", id, where)
+				}
+				continue
+			}
+			for _, m := range k.material {
+				if !slices.ContainsFunc(existing, func(v keystore.Version) bool { return v.Version == m.Version }) {
+					conflict("key %s: version %d is in the backup but not in this cluster, which holds the key already: a restore never adds a version to a key that exists", id, m.Version)
+				} else if err := r.sameMaterial(ctx, versionOf(m), m.Material); err != nil {
+					conflict("%v", err)
+				}
+			}
+			if rec != nil {
+				plan.keysDone++
+				plan.grantable[id] = true
+			}
+			continue
+		}
+		for _, m := range k.material {
+			v := versionOf(m)
+			v.RestoredFrom = digest
+			switch {
+			case rec != nil:
+				// Held as a tombstone that carries the key's policy until
+				// the restored Key takes it back.
+				v.DestroyAfter = now.Add(durationOr(rec.Spec.DeletionWindow, defaultDeletionWindow))
+				v.DeletedPolicy = rec.Policy
+			case m.Tombstone:
+				v.DestroyAfter = *m.DestroyAfter
+				if latest := now.Add(maxDeletionWindow); v.DestroyAfter.After(latest) {
+					v.DestroyAfter = latest
+				}
+				if !now.Before(v.DestroyAfter) {
+					plan.skipped = append(plan.skipped, fmt.Sprintf("key %s version %d: a tombstone whose deletion window ended at %s",
+						id, m.Version, v.DestroyAfter.Format(time.RFC3339)))
+					continue
+				}
+			default:
+				// Live material of no Key (its Key was being deleted when
+				// the backup was taken): kept as a tombstone for a whole
+				// window, under the policy it recorded, closed without one.
+				v.DestroyAfter = now.Add(defaultDeletionWindow)
+				if v.DeletedPolicy == "" {
+					v.DeletedPolicy = closedPolicyRecord
+				}
+			}
+			if slices.ContainsFunc(existing, func(e keystore.Version) bool { return e.Version == m.Version }) {
+				if err := r.sameMaterial(ctx, v, m.Material); err != nil {
+					conflict("%v", err)
+				}
+				continue
+			}
+			plan.material = append(plan.material, plannedVersion{version: v, material: m.Material, tombstone: rec == nil})
+		}
+		if rec == nil {
+			continue
+		}
+		plan.grantable[id] = true
+		if access.ParseDeletedPolicy(rec.Policy).Spec != nil {
+			plan.policies++
+		}
+		switch {
+		case key == nil:
+			plan.keys = append(plan.keys, restoredKey(rec, true))
+		case key.Spec.RestoreFrom == id || key.Status.KeyID == id:
+			plan.keysDone++ // an earlier run of this restore made it
+		default:
+			conflict("Key %s/%s already exists here and is not key %s", rec.Namespace, rec.Name, id)
 		}
 	}
-	plan.material = pending
-	for i := range c.Keys {
-		k := &c.Keys[i]
-		existing := &kmsv1alpha1.Key{}
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: k.Name}, existing)
-		switch {
-		case err == nil && k.KeyID != "" && (existing.Spec.RestoreFrom == k.KeyID || existing.Status.KeyID == k.KeyID):
-			plan.keysDone++
+	for _, rec := range fresh {
+		if keysByName[rec.Namespace+"/"+rec.Name] != nil {
+			// Made by an earlier run, or another key of that name: either
+			// way it is not replaced.
+			plan.skipped = append(plan.skipped, fmt.Sprintf("Key %s/%s (a key without material) exists here already", rec.Namespace, rec.Name))
 			continue
-		case err == nil:
-			conflicts = append(conflicts, fmt.Sprintf("Key %s/%s already exists here and is not key %s", k.Namespace, k.Name, orNew(k.KeyID)))
-			continue
-		case !apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("restore: read Key %s/%s: %w", k.Namespace, k.Name, err)
 		}
-		plan.keys = append(plan.keys, restoredKey(k, plan.restores[k.KeyID]))
+		plan.keys = append(plan.keys, restoredKey(rec, false))
 	}
 	if len(conflicts) > 0 {
 		return nil, fmt.Errorf("%w, nothing was restored: %s", ErrConflict, summarize(conflicts))
 	}
+	if err := r.dryRun(ctx, plan); err != nil {
+		return nil, err
+	}
 	return plan, nil
+}
+
+// dryRun has the API server check every Secret and Key plan would create.
+func (r *Restorer) dryRun(ctx context.Context, plan *restorePlan) error {
+	var refused []string
+	for _, m := range plan.material {
+		if _, err := r.Store.CreateTombstone(ctx, m.version, m.material, true); err != nil {
+			refused = append(refused, err.Error())
+		}
+	}
+	for _, k := range plan.keys {
+		if err := r.Client.Create(ctx, k.DeepCopy(), client.DryRunAll); err != nil && !apierrors.IsAlreadyExists(err) {
+			refused = append(refused, fmt.Sprintf("Key %s/%s: %v", k.Namespace, k.Name, err))
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("%w, nothing was restored: the API server refuses: %s", ErrInvalid, summarize(refused))
+	}
+	return nil
+}
+
+// versionOf describes a version of the contents.
+func versionOf(m *Material) keystore.Version {
+	return keystore.Version{
+		KeyID: m.KeyID, Version: m.Version, KeyNamespace: m.KeyNamespace, KeyName: m.KeyName, KeySpec: m.KeySpec,
+		CreatedAt: m.CreatedAt, RotateRequest: m.RotateRequest, ImportRequest: m.ImportRequest,
+		DeletedPolicy: m.DeletedPolicy, PublicKey: m.PublicKey,
+	}
 }
 
 // sameMaterial says whether the version this cluster holds is m's
@@ -293,8 +439,9 @@ func (r *Restorer) sameMaterial(ctx context.Context, v keystore.Version, materia
 }
 
 // restoredKey is the Key a record becomes: with spec.restoreFrom when its
-// versions were restored (it comes back under its policy record, so not
-// with initialPolicy), else as a new key.
+// versions are restored (it comes back under its policy record, so not
+// with initialPolicy), else as a new key whose initialPolicy is the
+// policy it had.
 func restoredKey(k *KeyRecord, restore bool) *kmsv1alpha1.Key {
 	key := &kmsv1alpha1.Key{
 		ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name, Labels: maps.Clone(k.Labels), Annotations: maps.Clone(k.Annotations)},
@@ -303,17 +450,18 @@ func restoredKey(k *KeyRecord, restore bool) *kmsv1alpha1.Key {
 	key.Spec.Import, key.Spec.RestoreFrom = nil, ""
 	if restore {
 		key.Spec.RestoreFrom, key.Spec.InitialPolicy = k.KeyID, nil
+	} else if rec := access.ParseDeletedPolicy(k.Policy); rec.Spec != nil {
+		key.Spec.InitialPolicy = &kmsv1alpha1.KeyInitialPolicy{Statements: rec.Spec.Statements, BypassPolicyLockoutSafetyCheck: rec.Spec.BypassPolicyLockoutSafetyCheck}
 	}
 	return key
 }
 
 // restoreGrants recreates the grants of the keys restored, once the Key
-// controller has taken each key back; a key that is not back within
-// KeyWait leaves its grants for the next run, said in skipped.
-func (r *Restorer) restoreGrants(ctx context.Context, c *Contents, plan *restorePlan) (int, []string, error) {
-	if len(c.Grants) == 0 {
-		return 0, nil, nil
-	}
+// controller has taken each key back. A grant that cannot be made (its key
+// is not back within KeyWait, a grant of that name exists, the API server
+// refuses it) is left out and said in skipped: the keys are restored by
+// then, and running the restore again makes what is missing.
+func (r *Restorer) restoreGrants(ctx context.Context, c *Contents, plan *restorePlan) (int, []string) {
 	wait := r.KeyWait
 	if wait == 0 {
 		wait = 2 * time.Minute
@@ -326,12 +474,12 @@ func (r *Restorer) restoreGrants(ctx context.Context, c *Contents, plan *restore
 	granted := 0
 	var skipped []string
 	for _, g := range c.Grants {
+		if !plan.grantable[g.KeyID] {
+			continue
+		}
 		k := byKeyID[g.KeyID]
 		key, err := r.waitRestored(ctx, k, deadline)
-		if err != nil {
-			return granted, skipped, err
-		}
-		if key == nil {
+		if err != nil || key == nil {
 			skipped = append(skipped, fmt.Sprintf("KeyGrant %s/%s: Key %s is not restored yet; run the restore again", g.Namespace, g.Name, k.Name))
 			continue
 		}
@@ -350,19 +498,17 @@ func (r *Restorer) restoreGrants(ctx context.Context, c *Contents, plan *restore
 			granted++
 		case apierrors.IsAlreadyExists(err):
 			existing := &kmsv1alpha1.KeyGrant{}
-			if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(grant), existing); err != nil {
-				return granted, skipped, fmt.Errorf("restore: read KeyGrant %s/%s: %w", g.Namespace, g.Name, err)
-			}
-			if existing.Annotations[kmsv1alpha1.RestoredGrantAnnotation] == g.KeyID {
+			if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(grant), existing); err == nil &&
+				existing.Annotations[kmsv1alpha1.RestoredGrantAnnotation] == g.KeyID && equality.Semantic.DeepEqual(existing.Spec, grant.Spec) {
 				granted++
 			} else {
 				skipped = append(skipped, fmt.Sprintf("KeyGrant %s/%s: a KeyGrant of that name exists here already", g.Namespace, g.Name))
 			}
 		default:
-			return granted, skipped, fmt.Errorf("restore: create KeyGrant %s/%s: %w", g.Namespace, g.Name, err)
+			skipped = append(skipped, fmt.Sprintf("KeyGrant %s/%s: %v", g.Namespace, g.Name, err))
 		}
 	}
-	return granted, skipped, nil
+	return granted, skipped
 }
 
 // waitRestored waits until the Key of record k carries its keyID in
@@ -396,11 +542,11 @@ func checkName(bad func(string, ...any), what, value string) {
 	}
 }
 
-// checkKeyID reports a keyID that cannot name a material Secret and label
-// it (a key's UID always can).
+// checkKeyID reports a keyID that is not a UUID in the lowercase form
+// kubekms writes (a Key's UID; spec.restoreFrom takes no other).
 func checkKeyID(bad func(string, ...any), what, keyID string) {
-	if errs := validation.IsDNS1123Label(keyID); len(errs) > 0 {
-		bad("%s: keyID %q: %s", what, keyID, strings.Join(errs, "; "))
+	if id, err := kmscrypto.ParseKeyID(keyID); err != nil || id.String() != keyID {
+		bad("%s: keyID %q is not a lowercase UUID", what, keyID)
 	}
 }
 
@@ -410,14 +556,6 @@ func summarize(problems []string) string {
 		return strings.Join(problems, "; ")
 	}
 	return fmt.Sprintf("%s; and %d more", strings.Join(problems[:10], "; "), len(problems)-10)
-}
-
-// orNew names a keyID, or a key that had none.
-func orNew(keyID string) string {
-	if keyID == "" {
-		return "(a key without material)"
-	}
-	return keyID
 }
 
 // durationOr is d, or def when unset.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,6 +53,7 @@ type Scheduler struct {
 	mu         sync.Mutex
 	last       time.Time
 	lastFile   string
+	lastDigest string
 	lastErr    error
 	lastState  string
 	notify     []func()
@@ -148,7 +150,7 @@ func (s *Scheduler) write(ctx context.Context, state string) error {
 	if err != nil {
 		return err
 	}
-	name := BundlePrefix + now.Format("20060102T150405.000Z") + BundleSuffix
+	name := BundlePrefix + now.Format(bundleTimeLayout) + BundleSuffix
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("backup directory: %w", err)
 	}
@@ -167,25 +169,37 @@ func (s *Scheduler) write(ctx context.Context, state string) error {
 	if err := os.Rename(tmp.Name(), filepath.Join(s.Dir, name)); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	digest := sha256.Sum256(bundle)
 	s.mu.Lock()
-	s.last, s.lastFile, s.lastState = now, name, state
+	s.last, s.lastFile, s.lastState, s.lastDigest = now, name, state, hex.EncodeToString(digest[:])
 	s.mu.Unlock()
 	if s.registered {
 		s.lastGauge.Set(float64(now.Unix()))
 	}
-	log.FromContext(ctx).Info("Wrote a scheduled backup", "file", filepath.Join(s.Dir, name), "bytes", len(bundle))
+	log.FromContext(ctx).Info("Wrote a scheduled backup", "file", filepath.Join(s.Dir, name), "bytes", len(bundle), "sha256", hex.EncodeToString(digest[:]))
 	return s.prune()
 }
 
-// bundles lists the bundle files in Dir, oldest first.
+// bundleTimeLayout is the time in a bundle file's name.
+const bundleTimeLayout = "20060102T150405.000Z"
+
+// bundles lists the bundle files in Dir that this scheduler could have
+// written (the name's form, a time not after now), oldest first. Other
+// files, or names dated in the future, are never counted nor removed.
 func (s *Scheduler) bundles() ([]string, error) {
 	entries, err := os.ReadDir(s.Dir)
 	if err != nil {
 		return nil, err
 	}
+	now := s.Clock.Now()
 	var names []string
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, BundlePrefix) && strings.HasSuffix(n, BundleSuffix) && e.Type().IsRegular() {
+		n := e.Name()
+		stamp, ok := strings.CutPrefix(n, BundlePrefix)
+		if stamp, ok = strings.CutSuffix(stamp, BundleSuffix); !ok || !e.Type().IsRegular() {
+			continue
+		}
+		if t, err := time.Parse(bundleTimeLayout, stamp); err == nil && !t.After(now) {
 			names = append(names, n)
 		}
 	}
@@ -208,20 +222,34 @@ func (s *Scheduler) prune() error {
 	return nil
 }
 
+// maxHeader bounds what findLast reads of a bundle: its two header lines.
+const maxHeader = 1 << 20
+
 // findLast takes the newest bundle in Dir as the last backup (a restarted
-// or new leader goes on from it); its state is unknown, so the first
-// check writes a new one.
+// or new leader goes on from it), reading only its header; its state is
+// unknown, so the first check writes a new one. Temporary files a crash
+// left are removed.
 func (s *Scheduler) findLast() {
+	if tmps, err := filepath.Glob(filepath.Join(s.Dir, ".incomplete-*")); err == nil {
+		for _, t := range tmps {
+			_ = os.Remove(t)
+		}
+	}
 	names, err := s.bundles()
 	if err != nil || len(names) == 0 {
 		return
 	}
 	newest := names[len(names)-1]
-	data, err := os.ReadFile(filepath.Join(s.Dir, newest))
+	f, err := os.Open(filepath.Join(s.Dir, newest))
 	if err != nil {
 		return
 	}
-	h, err := backup.Inspect(data)
+	defer f.Close()
+	head, err := io.ReadAll(io.LimitReader(f, maxHeader))
+	if err != nil {
+		return
+	}
+	h, err := backup.Inspect(head)
 	if err != nil {
 		return
 	}
@@ -275,9 +303,10 @@ func (s *Scheduler) state(ctx context.Context) (string, error) {
 
 // Report is the state of scheduled backups at now.
 type Report struct {
-	// Last is the last bundle's time (zero before the first), File its name.
-	Last time.Time
-	File string
+	// Last is the last bundle's time (zero before the first), File its
+	// name and SHA256 its digest (hex; "" for one found at start).
+	Last         time.Time
+	File, SHA256 string
 	// Err is the last attempt's error; Stale says Last is older than
 	// StaleAfter.
 	Err   error
@@ -288,7 +317,7 @@ type Report struct {
 func (s *Scheduler) Report(now time.Time) Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Report{Last: s.last, File: s.lastFile, Err: s.lastErr, Stale: s.last.IsZero() || now.Sub(s.last) > s.StaleAfter}
+	return Report{Last: s.last, File: s.lastFile, SHA256: s.lastDigest, Err: s.lastErr, Stale: s.last.IsZero() || now.Sub(s.last) > s.StaleAfter}
 }
 
 // StaleAt is when the last backup becomes stale (zero before the first).

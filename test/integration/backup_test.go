@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -317,6 +318,84 @@ var _ = Describe("Backup and restore", func() {
 		back := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: to, Name: "gone"}, Spec: kmsv1alpha1.KeySpec{RestoreFrom: goneID}}
 		Expect(k8sClient.Create(ctx, back)).To(Succeed())
 		Expect(waitVersion(ctx, back, 1).Status.KeyID).To(Equal(goneID))
+	})
+})
+
+var _ = Describe("Restore, attacked", func() {
+	It("never adds a version to a key that lives here, nor lets another Key claim it, nor brings back a key deleted here; refuses what the API server would refuse; brings material without a Key back closed", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		live := newReadyKey(ctx, ns, "live")
+		deleted := newReadyKey(ctx, ns, "deleted")
+		Expect(k8sClient.Delete(ctx, deleted)).To(Succeed())
+		Eventually(func() bool { return apiGet(ctx, &kmsv1alpha1.Key{}, ns, "deleted") }).Should(BeFalse())
+		operatorCtx := backupOperator(ctx, ns, "backup-admin")
+		var bundle []byte
+		Eventually(func() (err error) { bundle, err = takeBackup(operatorCtx); return err }).Should(Succeed())
+		original, err := recovery.Open(bundle, backupIdentity)
+		Expect(err).NotTo(HaveOccurred())
+		defer original.Wipe()
+		onlyNamespace(original, ns)
+		edit := func(f func(c *recovery.Contents)) *recovery.Contents {
+			c, err := recovery.DecodeContents(mustEncode(original))
+			Expect(err).NotTo(HaveOccurred())
+			f(c)
+			return c
+		}
+		versionOf := func(c *recovery.Contents, keyID string) int {
+			return slices.IndexFunc(c.Material, func(m recovery.Material) bool { return m.KeyID == keyID })
+		}
+		before := materialSecrets(ctx)
+		for _, attack := range []struct {
+			what, want string
+			code       codes.Code
+			reason     string
+			contents   *recovery.Contents
+		}{
+			{"a version 2 of a key that lives here at version 1, with material the attacker knows", "a restore never adds a version to a key that exists",
+				codes.FailedPrecondition, dataplane.ReasonConflict, edit(func(c *recovery.Contents) {
+					v2 := c.Material[versionOf(c, live.Status.KeyID)]
+					v2.Version, v2.Material = 2, make([]byte, 32)
+					c.Material = append(c.Material, v2)
+				})},
+			{"another Key claiming the keyID of a key that lives here", "is claimed here by Key " + ns + "/live",
+				codes.FailedPrecondition, dataplane.ReasonConflict, edit(func(c *recovery.Contents) {
+					i := slices.IndexFunc(c.Keys, func(k recovery.KeyRecord) bool { return k.Name == "live" })
+					c.Keys[i].Name = "evil"
+					c.Material[versionOf(c, live.Status.KeyID)].KeyName = "evil"
+				})},
+			{"a key deleted here, live in the backup", "was deleted in this cluster",
+				codes.FailedPrecondition, dataplane.ReasonConflict, edit(func(c *recovery.Contents) {
+					m := &c.Material[versionOf(c, deleted.Status.KeyID)]
+					m.Tombstone, m.DestroyAfter = false, nil
+					c.Keys = append(c.Keys, recovery.KeyRecord{Namespace: ns, Name: "deleted", KeyID: deleted.Status.KeyID,
+						Spec: kmsv1alpha1.KeySpec{KeySpec: kmsv1alpha1.KeySpecSymmetricDefault}})
+				})},
+			{"a Key the API server refuses (deletionWindow 1h)", "the API server refuses",
+				codes.InvalidArgument, dataplane.ReasonValidation, edit(func(c *recovery.Contents) {
+					moveTo(c, newNamespace(ctx))
+					i := slices.IndexFunc(c.Keys, func(k recovery.KeyRecord) bool { return k.Name == "live" })
+					c.Keys[i].Spec.DeletionWindow = &metav1.Duration{Duration: time.Hour}
+				})},
+		} {
+			By(attack.what)
+			_, err := restoreContents(operatorCtx, attack.contents)
+			Expect(expectError(err, attack.code, attack.reason)).To(ContainSubstring(attack.want), attack.what)
+			Expect(materialSecrets(ctx)).To(Equal(before), "%s: nothing was written", attack.what)
+		}
+
+		By("material whose Key was going away, with no policy record, comes back closed: a namespace admin may not restore it")
+		to := newNamespace(ctx)
+		orphan := edit(func(c *recovery.Contents) {
+			c.Grants = nil
+			c.Keys = slices.DeleteFunc(c.Keys, func(k recovery.KeyRecord) bool { return k.Name == "live" })
+			c.Material[versionOf(c, live.Status.KeyID)].DeletedPolicy = ""
+		})
+		ids := moveTo(orphan, to)
+		_, err = restoreContents(operatorCtx, orphan)
+		Expect(err).NotTo(HaveOccurred())
+		nsAdmin := as(ctx, to, "orphan-admin", editKMS, rbacv1.PolicyRule{APIGroups: []string{"kms.kubekms.io"}, Resources: []string{"keys"}, Verbs: []string{"restore"}})
+		err = nsAdmin.Create(ctx, &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: to, Name: "live"}, Spec: kmsv1alpha1.KeySpec{RestoreFrom: ids[live.Status.KeyID]}})
+		Expect(err).To(MatchError(ContainSubstring("may not restore deleted key")))
 	})
 })
 
