@@ -2,6 +2,8 @@ package operator_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,7 +40,11 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
 	}
 }
 
-// bundles lists the bundle files of dir, oldest first.
+// foreignBundle is a file named like a bundle, dated in the future: not
+// one the scheduler wrote.
+const foreignBundle = recovery.BundlePrefix + "99991231T000000.000Z" + recovery.BundleSuffix
+
+// bundles lists the bundle files of dir but foreignBundle, oldest first.
 func bundles(t *testing.T, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -47,7 +53,7 @@ func bundles(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), recovery.BundlePrefix) {
+		if strings.HasPrefix(e.Name(), recovery.BundlePrefix) && e.Name() != foreignBundle {
 			out = append(out, e.Name())
 		}
 	}
@@ -95,6 +101,16 @@ func TestScheduledBackups(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "backups")
+	// What someone else left in the directory: a file named like a newer
+	// bundle, and the temporary file of a crashed write.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{foreignBundle, ".incomplete-123"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("not a bundle"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	startReplicaWith(t, env, operator.Options{Backup: operator.BackupOptions{
 		Recipients: []backup.Recipient{id.Recipient()}, Dir: dir,
 		Interval: time.Hour, StaleAfter: 4 * time.Second, Check: 200 * time.Millisecond, Keep: 2,
@@ -107,6 +123,17 @@ func TestScheduledBackups(t *testing.T) {
 		return cond != nil && cond.Status == metav1.ConditionTrue && len(files) == 1 && st.LastBackupFile == files[0] && st.LastBackupTime != nil,
 			"a first bundle at start, reported: " + strings.Join(files, ",") + " " + condString(cond)
 	})
+	_, st := backedUp(env.Client)
+	first, err := os.ReadFile(filepath.Join(dir, st.LastBackupFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(first); st.LastBackupSHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("status.lastBackupSHA256 %q is not the bundle's", st.LastBackupSHA256)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".incomplete-123")); !os.IsNotExist(err) {
+		t.Fatalf("a crashed write's temporary file is left: %v", err)
+	}
 	if g := gauge(t, "kubekms_backup_last_success_timestamp_seconds"); g < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Fatalf("kubekms_backup_last_success_timestamp_seconds = %v, want about now", g)
 	}
@@ -132,6 +159,9 @@ func TestScheduledBackups(t *testing.T) {
 	})
 	if files := bundles(t, dir); len(files) != 2 {
 		t.Fatalf("Keep 2: %v", files)
+	}
+	if _, err := os.Stat(filepath.Join(dir, foreignBundle)); err != nil {
+		t.Fatalf("a file the scheduler did not write was removed: %v", err)
 	}
 
 	// Stale: no change for StaleAfter turns the condition False.

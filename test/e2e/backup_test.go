@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -334,6 +335,8 @@ spec:
 		outs, err = a.shell(tmp, "kubectl kms backup -o bundle --service-account backup-admin -n kubekms-system")
 		Expect(err).NotTo(HaveOccurred(), outs)
 		Expect(outs).To(ContainSubstring("wrote bundle"))
+		digest := regexp.MustCompile(`sha256:([0-9a-f]{64})`).FindStringSubmatch(outs)
+		Expect(digest).To(HaveLen(2), "kubectl kms backup prints the bundle's SHA-256: %s", outs)
 		bundle, err := os.ReadFile(filepath.Join(tmp, "bundle"))
 		Expect(err).NotTo(HaveOccurred())
 
@@ -357,6 +360,7 @@ spec:
 			{"bundle", "wrong.pem", "wrong backup identity"},
 			{"truncated", "id.pem", "truncated"},
 			{"flipped", "id.pem", "corrupted"},
+			{"flipped", "id.pem --sha256 " + digest[1], "not the bundle that was recorded"},
 		} {
 			out, err := b.shell(tmp, fmt.Sprintf("kubectl kms restore -f %s --identity %s --service-account backup-admin -n kubekms-system", bad.file, bad.identity))
 			Expect(err).To(HaveOccurred(), out)
@@ -368,7 +372,7 @@ spec:
 		Expect(strings.TrimSpace(outs)).To(BeEmpty(), "a refused restore writes nothing")
 
 		By("restoring into B")
-		outs, err = b.shell(tmp, "kubectl kms restore -f bundle --identity id.pem --service-account backup-admin -n kubekms-system")
+		outs, err = b.shell(tmp, "kubectl kms restore -f bundle --identity id.pem --sha256 "+digest[1]+" --service-account backup-admin -n kubekms-system")
 		Expect(err).NotTo(HaveOccurred(), outs)
 		Expect(outs).To(ContainSubstring("restored 47 keys"))
 		Expect(outs).To(ContainSubstring("1 policies, 1 grants"))
