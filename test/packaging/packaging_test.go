@@ -287,6 +287,32 @@ var _ = Describe("The Helm chart", func() {
 		Expect(out).To(ContainSubstring(`- "--aws-kms-key-id=k #c"`), "the key ID is one quoted argument")
 	})
 
+	It("gives the manager its backup recipients and, when scheduled, a kept volume to write bundles to", func() {
+		recipient := "kmsbackup1:" + strings.Repeat("Ab_-", 300)
+		out, err := helmTemplate("--set", "backup.recipients[0]="+recipient)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`- "--backup-recipient=` + recipient + `"`))
+		Expect(out).NotTo(ContainSubstring("--backup-dir"))
+
+		out, err = helmTemplate("--set", "backup.recipients[0]="+recipient, "--set", "backup.schedule.enabled=true",
+			"--set", "backup.schedule.interval=6h", "--set", "backup.schedule.keep=3")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("- --backup-dir=/var/lib/kubekms/backups"))
+		Expect(out).To(ContainSubstring("- --backup-interval=6h"))
+		Expect(out).To(ContainSubstring("- --backup-keep=3"))
+		Expect(out).To(ContainSubstring("kind: PersistentVolumeClaim"))
+		Expect(out).To(ContainSubstring("helm.sh/resource-policy: keep"))
+		Expect(out).To(ContainSubstring(`persistentVolumeClaim: {claimName: "kubekms-backups"}`))
+		serverDryRun(out)
+
+		out, err = helmTemplate("--set", "backup.schedule.enabled=true")
+		Expect(err).To(HaveOccurred(), "scheduled backups without a recipient are refused")
+		Expect(out).To(ContainSubstring("needs at least one backup.recipients entry"))
+		out, err = helmTemplate("--set", "backup.recipients[0]=not-a-recipient")
+		Expect(err).To(HaveOccurred(), "the schema checks a recipient's form")
+		Expect(out).To(ContainSubstring("/backup/recipients/0"))
+	})
+
 	It("keeps its generated CRDs and RBAC in step with config/ (make verify regenerates them)", func() {
 		dir := GinkgoT().TempDir()
 		out, err := run(filepath.Join(repoRoot, "hack", "chartgen.sh"), dir)
