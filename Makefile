@@ -168,8 +168,8 @@ bench-inprocess: ## Quick A/B benchmark: the data plane and the load generator i
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./hack/bench -mode=inprocess $(BENCH_FLAGS)
 
 .PHONY: test-fips
-test-fips: $(LOCALKMS) ## Build with Go's validated FIPS 140-3 module and run the crypto and sealing tests in strict mode.
-	GOFIPS140=v1.0.0 GODEBUG=fips140=only KUBEKMS_LOCALKMS="$(LOCALKMS)" $(GO) test -count=1 ./internal/kmscrypto/... ./internal/seal/...
+test-fips: $(LOCALKMS) ## Build with Go's validated FIPS 140-3 module and run the crypto, sealing and backup bundle tests in strict mode.
+	GOFIPS140=v1.0.0 GODEBUG=fips140=only KUBEKMS_LOCALKMS="$(LOCALKMS)" $(GO) test -count=1 ./internal/kmscrypto/... ./internal/seal/... ./internal/backup/...
 
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)

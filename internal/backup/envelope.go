@@ -25,12 +25,17 @@
 // exact bytes of line 1 and line 2, newlines included, so no byte of the
 // header can change without the payload failing authentication.
 //
-// The file key is wrapped to each recipient with single-shot HPKE
-// (hpke.Seal: KEM MLKEM768-X25519, KDF HKDF-SHA256, AEAD AES-256-GCM);
-// wrappedKey is standard base64 of the encapsulated key followed by the
-// sealed file key. The HPKE info string is "kubekms-backup v1 file key",
-// a zero byte and the recipient's fingerprint, so a wrapped key only opens
-// for the recipient it is listed under.
+// The file key is wrapped to each recipient with HPKE in export-only mode
+// (KEM MLKEM768-X25519, KDF HKDF-SHA256): the context's exported secret
+// (label "kubekms-backup v1 key wrap", 32 bytes) is an AES-256-GCM key
+// that seals the file key with a random nonce, the fingerprint as
+// associated data. (HPKE's own AEAD uses counter nonces, which Go's FIPS
+// 140-only mode refuses; this way every bundle is also made and opened in
+// that mode.) wrappedKey is standard base64 of the encapsulated key (1120
+// bytes), then nonce | sealed file key | tag. The HPKE info string is
+// "kubekms-backup v1 file key", a zero byte and the recipient's
+// fingerprint, so a wrapped key only opens for the recipient it is listed
+// under.
 //
 // # Rules
 //
@@ -128,9 +133,58 @@ const (
 	fingerprintHexLen = 32
 )
 
-// suite returns the HPKE ciphersuite every v1 bundle uses.
-func suite() (hpke.KEM, hpke.KDF, hpke.AEAD) {
-	return hpke.MLKEM768X25519(), hpke.HKDFSHA256(), hpke.AES256GCM()
+// suite returns the HPKE KEM and KDF every v1 bundle uses; the AEAD is
+// AES-256-GCM with random nonces, outside HPKE (see the package comment).
+func suite() (hpke.KEM, hpke.KDF) {
+	return hpke.MLKEM768X25519(), hpke.HKDFSHA256()
+}
+
+// encSize is the size of an MLKEM768-X25519 encapsulated key, and
+// wrapExportLabel the exporter context of the key-wrapping key.
+const (
+	encSize         = 1120
+	wrapExportLabel = "kubekms-backup v1 key wrap"
+)
+
+// wrapFileKey wraps the file key to r.
+func wrapFileKey(r Recipient, fileKey []byte) ([]byte, error) {
+	_, kdf := suite()
+	enc, sender, err := hpke.NewSender(r.key, kdf, hpke.ExportOnly(), wrapInfoFor(r.fingerprint))
+	if err != nil {
+		return nil, err
+	}
+	kek, err := sender.Export(wrapExportLabel, fileKeySize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kek)
+	gcm, err := newPayloadAEAD(kek)
+	if err != nil {
+		return nil, err
+	}
+	return gcm.Seal(enc, nil, fileKey, []byte(r.fingerprint)), nil
+}
+
+// unwrapFileKey opens the file key wrapped to fingerprint fp with id.
+func unwrapFileKey(id *Identity, fp string, wrapped []byte) ([]byte, error) {
+	if len(wrapped) <= encSize {
+		return nil, errors.New("wrapped file key too short")
+	}
+	_, kdf := suite()
+	r, err := hpke.NewRecipient(wrapped[:encSize], id.key, kdf, hpke.ExportOnly(), wrapInfoFor(fp))
+	if err != nil {
+		return nil, err
+	}
+	kek, err := r.Export(wrapExportLabel, fileKeySize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kek)
+	gcm, err := newPayloadAEAD(kek)
+	if err != nil {
+		return nil, err
+	}
+	return gcm.Open(nil, nil, wrapped[encSize:], []byte(fp))
 }
 
 // Identity is the private half of a backup key pair: an HPKE
@@ -143,7 +197,7 @@ type Identity struct {
 
 // GenerateIdentity returns a new random identity.
 func GenerateIdentity() (*Identity, error) {
-	kem, _, _ := suite()
+	kem, _ := suite()
 	key, err := kem.GenerateKey()
 	if err != nil {
 		return nil, fmt.Errorf("generate backup identity: %w", err)
@@ -195,7 +249,7 @@ func ParseIdentity(pemBytes []byte) (*Identity, error) {
 	if block.Type != PEMType {
 		return nil, fmt.Errorf("parse backup identity: PEM block is %q, want %q", block.Type, PEMType)
 	}
-	kem, _, _ := suite()
+	kem, _ := suite()
 	key, err := kem.NewPrivateKey(block.Bytes)
 	if err != nil {
 		// The hpke error is not wrapped: it is not known to be free of key bytes.
@@ -262,7 +316,7 @@ func ParseRecipient(s string) (Recipient, error) {
 	if len(raw) != publicKeySize {
 		return Recipient{}, fmt.Errorf("parse backup recipient: the key is %d bytes, want %d for an %s key (copied only part of the line?)", len(raw), publicKeySize, kemName)
 	}
-	kem, _, _ := suite()
+	kem, _ := suite()
 	key, err := kem.NewPublicKey(raw)
 	if err != nil {
 		return Recipient{}, fmt.Errorf("parse backup recipient: not a valid %s public key: %w", kemName, err)
@@ -345,7 +399,6 @@ func Seal(recipients []Recipient, plaintext []byte, createdAt time.Time) ([]byte
 	defer clear(fileKey)
 	rand.Read(fileKey) // never fails
 
-	_, kdf, aead := suite()
 	h := headerJSON{
 		Version:      Version,
 		CreatedAt:    createdAt.UTC().Format(time.RFC3339),
@@ -356,7 +409,7 @@ func Seal(recipients []Recipient, plaintext []byte, createdAt time.Time) ([]byte
 		Recipients:   make([]recipientJSON, 0, len(recipients)),
 	}
 	for i, r := range recipients {
-		wrapped, err := hpke.Seal(r.key, kdf, aead, wrapInfoFor(r.fingerprint), fileKey)
+		wrapped, err := wrapFileKey(r, fileKey)
 		if err != nil {
 			return nil, fmt.Errorf("seal backup bundle: wrap the file key to recipient %d (%s): %w", i+1, r.fingerprint, err)
 		}
@@ -448,8 +501,7 @@ func Open(bundle []byte, id *Identity) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: the wrapped file key for %s is not valid base64 (a flipped bit, or tampering)", ErrCorrupted, fp)
 	}
-	_, kdf, aead := suite()
-	fileKey, err := hpke.Open(id.key, kdf, aead, wrapInfoFor(fp), wrapped)
+	fileKey, err := unwrapFileKey(id, fp, wrapped)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the file key wrapped to %s fails authentication (a flipped bit, or tampering); nothing in the bundle can be trusted", ErrCorrupted, fp)
 	}

@@ -708,10 +708,10 @@ func TestFormatLines(t *testing.T) {
 	if len(h.Recipients) != 1 || !fpPattern.MatchString(h.Recipients[0].Fingerprint) {
 		t.Fatalf("header recipients = %+v", h.Recipients)
 	}
-	// X-Wing encapsulated key (1120) + sealed 32-byte file key + tag (16).
+	// X-Wing encapsulated key (1120) + nonce (12) + sealed 32-byte file key + tag (16).
 	wk, err := base64.StdEncoding.DecodeString(h.Recipients[0].WrappedKey)
-	if err != nil || len(wk) != 1120+32+16 {
-		t.Errorf("wrappedKey decodes to %d bytes (err %v), want %d", len(wk), err, 1120+32+16)
+	if err != nil || len(wk) != 1120+12+32+16 {
+		t.Errorf("wrappedKey decodes to %d bytes (err %v), want %d", len(wk), err, 1120+12+32+16)
 	}
 }
 
