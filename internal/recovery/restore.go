@@ -295,7 +295,12 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 		if rec != nil {
 			key = keysByName[rec.Namespace+"/"+rec.Name]
 		}
-		if others := slices.DeleteFunc(slices.Clone(claims[id]), func(n string) bool { return rec != nil && n == rec.Namespace+"/"+rec.Name }); len(others) > 0 {
+		// Another Key carrying or restoring the keyID stops a restore that
+		// would write anything for it; a deleted key of the backup that
+		// was brought back here (its versions all here, as the backup has
+		// them) is left as it is, below.
+		others := slices.DeleteFunc(slices.Clone(claims[id]), func(n string) bool { return rec != nil && n == rec.Namespace+"/"+rec.Name })
+		if len(others) > 0 && (rec != nil || len(existing) == 0 || ours) {
 			conflict("key %s is claimed here by Key %s already", id, strings.Join(others, ", "))
 			continue
 		}
