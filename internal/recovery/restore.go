@@ -300,7 +300,7 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 		// was brought back here (its versions all here, as the backup has
 		// them) is left as it is, below.
 		others := slices.DeleteFunc(slices.Clone(claims[id]), func(n string) bool { return rec != nil && n == rec.Namespace+"/"+rec.Name })
-		if len(others) > 0 && (rec != nil || len(existing) == 0 || ours) {
+		if len(others) > 0 && rec != nil {
 			conflict("key %s is claimed here by Key %s already", id, strings.Join(others, ", "))
 			continue
 		}
@@ -331,6 +331,7 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 			}
 			continue
 		}
+		planned := len(plan.material)
 		for _, m := range k.material {
 			v := versionOf(m)
 			v.RestoredFrom = digest
@@ -368,6 +369,9 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 			plan.material = append(plan.material, plannedVersion{version: v, material: m.Material, tombstone: rec == nil})
 		}
 		if rec == nil {
+			if len(others) > 0 && len(plan.material) > planned {
+				conflict("key %s is claimed here by Key %s already", id, strings.Join(others, ", "))
+			}
 			continue
 		}
 		plan.grantable[id] = true
