@@ -196,8 +196,13 @@ func (r *RootOfTrustReconciler) rotate(ctx context.Context, rot, before *kmsv1al
 		// replica still on the previous root (a rollout, a second leader)
 		// may seal under it after this count.
 		result.RequeueAfter = resealRetry
-		cond.Message += fmt.Sprintf("; nothing needs the previous root of trust %s any more: remove --previous-root-of-trust "+
-			"(chart: rootOfTrust.previousProvider), then keep a backup of its root key Secret and delete it", previous)
+		if previous == seal.LocalProvider {
+			cond.Message += fmt.Sprintf("; nothing needs the previous root of trust %s any more: remove --previous-root-of-trust "+
+				"(chart: rootOfTrust.previousProvider), then keep a backup of its root key Secret and delete it", previous)
+		} else {
+			cond.Message += fmt.Sprintf("; nothing needs the previous root of trust %s any more: remove --previous-root-of-trust "+
+				"and the --previous-* flags, then retire that root (its key files, AWS KMS key or HSM key): Secrets it sealed still hold its blobs in their data", previous)
+		}
 	}
 	switch {
 	case len(p.Failed) > 0:

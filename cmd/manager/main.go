@@ -50,6 +50,9 @@ type options struct {
 	agentResources      [4]string
 	rootOfTrust         string
 	previousRootOfTrust string
+	previousRootKeyPath string
+	previousAWSKMSKeyID string
+	previousPKCS11      seal.PKCS11Config
 	rootKeyPath         string
 	awsKMSKeyID         string
 	pkcs11              seal.PKCS11Config
@@ -95,7 +98,13 @@ func main() {
 	flag.StringVar(&opts.agentResources[2], "agent-cpu-limit", "", "Default CPU limit of the injected agent; empty for none.")
 	flag.StringVar(&opts.agentResources[3], "agent-memory-limit", "32Mi", "Default memory limit of the injected agent; empty for none.")
 	flag.StringVar(&opts.rootOfTrust, "root-of-trust", operator.RootOfTrustLocal, "Provider of the root key that seals key material: local (a Secret in the operator's namespace), file (--root-key-path), awskms (--aws-kms-key-id) or pkcs11 (--pkcs11-*, the -pkcs11 image).")
-	flag.StringVar(&opts.previousRootOfTrust, "previous-root-of-trust", "", "Migration between roots of trust: local to keep unsealing what the local root key sealed while the leader reseals it all under --root-of-trust; remove it once the RootOfTrust says nothing needs it.")
+	flag.StringVar(&opts.previousRootOfTrust, "previous-root-of-trust", "", "Migration between roots of trust: the provider (local, file, awskms or pkcs11) that sealed the material so far, set with the --previous-* flags; it keeps unsealing while the leader reseals it all under --root-of-trust; remove it once the RootOfTrust says nothing needs it.")
+	flag.StringVar(&opts.previousRootKeyPath, "previous-root-key-path", "", "Migration from file: the previous root key file or directory.")
+	flag.StringVar(&opts.previousAWSKMSKeyID, "previous-aws-kms-key-id", "", "Migration from awskms: the previous AWS KMS key (same SDK chain as --aws-kms-key-id).")
+	flag.StringVar(&opts.previousPKCS11.Module, "previous-pkcs11-module", "", "Migration from pkcs11: the previous HSM's PKCS#11 library.")
+	flag.StringVar(&opts.previousPKCS11.TokenLabel, "previous-pkcs11-token-label", "", "Migration from pkcs11: the previous token's label.")
+	flag.StringVar(&opts.previousPKCS11.KeyLabel, "previous-pkcs11-key-label", "", "Migration from pkcs11: the previous AES root key's label.")
+	flag.StringVar(&opts.previousPKCS11.PINFile, "previous-pkcs11-pin-file", "", "Migration from pkcs11: a file holding the previous token's user PIN.")
 	flag.StringVar(&opts.rootKeyPath, "root-key-path", "", "file root of trust: a file of 32 raw bytes (root key version 1), or a directory of root-key-v<N> files (the highest N seals).")
 	flag.DurationVar(&opts.rootCheckInterval, "root-check-interval", operator.DefaultRootCheckInterval, "How often the root of trust is checked again: while it is missing, unreachable or wrong the manager is not ready, and it recovers on its own when the root comes back.")
 	flag.StringVar(&opts.pkcs11.Module, "pkcs11-module", "", "pkcs11 root of trust: the HSM's PKCS#11 shared library (the -pkcs11 image only).")
@@ -197,6 +206,9 @@ func run(ctx context.Context, opts options) error {
 		LeaderElectionID:    opts.leaderElectionID,
 		RootOfTrust:         opts.rootOfTrust,
 		PreviousRootOfTrust: opts.previousRootOfTrust,
+		PreviousRootKeyPath: opts.previousRootKeyPath,
+		PreviousAWSKMSKeyID: opts.previousAWSKMSKeyID,
+		PreviousPKCS11:      opts.previousPKCS11,
 		RootKeyPath:         opts.rootKeyPath,
 		AWSKMSKeyID:         opts.awsKMSKeyID,
 		PKCS11:              opts.pkcs11,

@@ -102,9 +102,14 @@ type Options struct {
 	RootOfTrust string
 	// PreviousRootOfTrust, when set, is the root of trust a migration
 	// moves away from: material it sealed still unseals, and the leader
-	// reseals all of it under RootOfTrust. Only RootOfTrustLocal (the
-	// root key Secret, never created here) can be previous.
+	// reseals all of it under RootOfTrust. Any provider but RootOfTrust's
+	// can be previous; RootOfTrustLocal's Secret is never created here.
+	// PreviousRootKeyPath, PreviousAWSKMSKeyID and PreviousPKCS11 are its
+	// settings, as RootKeyPath, AWSKMSKeyID and PKCS11 are RootOfTrust's.
 	PreviousRootOfTrust string
+	PreviousRootKeyPath string
+	PreviousAWSKMSKeyID string
+	PreviousPKCS11      seal.PKCS11Config
 	// RootKeyPath is the file root of trust's key file or directory.
 	RootKeyPath string
 	// AWSKMSKeyID is the awskms root of trust's key (ID, ARN or alias);
@@ -246,10 +251,20 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	}
 	switch p := opts.PreviousRootOfTrust; {
 	case p == "":
-	case p != RootOfTrustLocal:
-		return nil, fmt.Errorf("--previous-root-of-trust %q: only %s can be migrated from", p, RootOfTrustLocal)
+	case !slices.Contains(rootsOfTrust, p):
+		return nil, fmt.Errorf("--previous-root-of-trust %q: want one of %q", p, rootsOfTrust)
 	case opts.RootOfTrust == RootOfTrustLocal:
-		return nil, errors.New("--previous-root-of-trust local with --root-of-trust local: to change the local root key, rotate it (RootOfTrust spec.rotationRequest)")
+		return nil, errors.New("--root-of-trust local with --previous-root-of-trust: a migration moves to a root of trust outside the cluster, never to local (to change the local root key, rotate it: RootOfTrust spec.rotationRequest)")
+	case p == opts.RootOfTrust:
+		return nil, fmt.Errorf("--previous-root-of-trust %s with --root-of-trust %s: a migration moves to another provider; a new root key of the same provider is a rotation (docs/root-of-trust.md)", p, p)
+	}
+	if err := checkRootSettings(currentRoot(opts)); err != nil {
+		return nil, fmt.Errorf("root of trust %s: %w", opts.RootOfTrust, err)
+	}
+	if opts.PreviousRootOfTrust != "" {
+		if err := checkRootSettings(previousRoot(opts)); err != nil {
+			return nil, fmt.Errorf("previous root of trust %s: %w (the --previous-* flags)", opts.PreviousRootOfTrust, err)
+		}
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -295,9 +310,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	}
 	op.Authorizer = authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authzOpts)
 
-	if err := op.checkRootOfTrustOptions(); err != nil {
-		return nil, fmt.Errorf("root of trust %s: %w", opts.RootOfTrust, err)
-	}
+
 	// A root of trust that is missing, unreachable or not the one the
 	// material needs does not stop the start: the manager is not ready,
 	// says why, seals and unseals nothing new, and checks again every
@@ -305,12 +318,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	var previous seal.Sealer
 	if opts.PreviousRootOfTrust != "" {
 		// Loaded, never created; what it unseals proves it.
-		op.Previous, _ = seal.NewGuarded(ctx, opts.PreviousRootOfTrust, true, func(ctx context.Context) (seal.Sealer, error) {
-			return seal.LoadLocal(ctx, mgr.GetAPIReader(), opts.Namespace)
+		op.Previous, _ = seal.NewGuarded(ctx, opts.PreviousRootOfTrust, opts.PreviousRootOfTrust == RootOfTrustLocal, func(ctx context.Context) (seal.Sealer, error) {
+			return op.loadRoot(ctx, previousRoot(op.opts), false)
 		}, func(context.Context, seal.Sealer) error { return nil })
 		previous = op.Previous
 	}
-	op.RootOfTrust, err = seal.NewGuarded(ctx, opts.RootOfTrust, opts.RootOfTrust == RootOfTrustLocal, op.loadRootOfTrust,
+	op.RootOfTrust, err = seal.NewGuarded(ctx, opts.RootOfTrust, opts.RootOfTrust == RootOfTrustLocal, func(ctx context.Context) (seal.Sealer, error) {
+		return op.loadRoot(ctx, currentRoot(op.opts), true)
+	},
 		func(ctx context.Context, s seal.Sealer) error {
 			trial := (&keystore.Store{Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Previous: previous}).TrialUnseal
 			return seal.VerifyRoot(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, s, previous, trial)
@@ -552,24 +567,39 @@ func orOff(addr string) string {
 // DefaultRootCheckInterval is how often the root of trust is checked again.
 const DefaultRootCheckInterval = 10 * time.Second
 
-// checkRootOfTrustOptions refuses at once what no retry can fix: a
-// provider's required setting missing, or pkcs11 in a build without it.
-func (op *Operator) checkRootOfTrustOptions() error {
-	switch op.opts.RootOfTrust {
+// rootSettings are a root of trust's provider and settings: the
+// configured one's (current) or a migration's previous one's (previous).
+type rootSettings struct {
+	provider, keyPath, awsKeyID string
+	pkcs11                      seal.PKCS11Config
+}
+
+func currentRoot(o Options) rootSettings {
+	return rootSettings{provider: o.RootOfTrust, keyPath: o.RootKeyPath, awsKeyID: o.AWSKMSKeyID, pkcs11: o.PKCS11}
+}
+
+func previousRoot(o Options) rootSettings {
+	return rootSettings{provider: o.PreviousRootOfTrust, keyPath: o.PreviousRootKeyPath, awsKeyID: o.PreviousAWSKMSKeyID, pkcs11: o.PreviousPKCS11}
+}
+
+// checkRootSettings refuses at once what no retry can fix: a provider's
+// required setting missing, or pkcs11 in a build without it.
+func checkRootSettings(r rootSettings) error {
+	switch r.provider {
 	case RootOfTrustFile:
-		if op.opts.RootKeyPath == "" {
+		if r.keyPath == "" {
 			return errors.New("set --root-key-path to the root key file or directory")
 		}
 	case RootOfTrustAWSKMS:
-		if op.opts.AWSKMSKeyID == "" {
+		if r.awsKeyID == "" {
 			return errors.New("the awskms root of trust needs a key: set --aws-kms-key-id (a key ID, key ARN or alias/NAME)")
 		}
 	case RootOfTrustPKCS11:
 		if !seal.PKCS11Available {
-			_, err := seal.NewPKCS11(context.Background(), op.opts.PKCS11)
+			_, err := seal.NewPKCS11(context.Background(), r.pkcs11)
 			return err
 		}
-		return op.opts.PKCS11.Validate()
+		return r.pkcs11.Validate()
 	}
 	return nil
 }
@@ -584,34 +614,35 @@ func (everyReplica) NeedLeaderElection() bool          { return false }
 // rootsOfTrust are the providers --root-of-trust accepts.
 var rootsOfTrust = []string{RootOfTrustLocal, RootOfTrustFile, RootOfTrustAWSKMS, RootOfTrustPKCS11}
 
-// loadRootOfTrust builds the sealer opts.RootOfTrust names. Only local may
-// create a root key (and never while sealed material exists); the others
-// are given one and fail, naming what is missing, when it is not there.
-func (op *Operator) loadRootOfTrust(ctx context.Context) (seal.Sealer, error) {
-	switch op.opts.RootOfTrust {
+// loadRoot builds the sealer of a root of trust. Only the configured local
+// root (mayCreate) may create a root key, once, and never while sealed
+// material exists; a previous local root is only read; the others are
+// given one and fail, naming what is missing, when it is not there.
+func (op *Operator) loadRoot(ctx context.Context, r rootSettings, mayCreate bool) (seal.Sealer, error) {
+	switch r.provider {
 	case RootOfTrustFile:
-		if op.opts.RootKeyPath == "" {
+		if r.keyPath == "" {
 			return nil, errors.New("set --root-key-path to the root key file or directory")
 		}
-		s, err := seal.LoadFile(op.opts.RootKeyPath)
+		s, err := seal.LoadFile(r.keyPath)
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	case RootOfTrustAWSKMS:
-		s, err := seal.NewAWSKMS(ctx, op.opts.AWSKMSKeyID)
+		s, err := seal.NewAWSKMS(ctx, r.awsKeyID)
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	case RootOfTrustPKCS11:
-		s, err := seal.NewPKCS11(ctx, op.opts.PKCS11)
+		s, err := seal.NewPKCS11(ctx, r.pkcs11)
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	default:
-		if op.rootLoaded.Load() {
+		if !mayCreate || op.rootLoaded.Load() {
 			// Once used, a root key is only ever re-read, never replaced.
 			s, err := seal.LoadLocal(ctx, op.Manager.GetAPIReader(), op.opts.Namespace)
 			if err != nil {

@@ -17,15 +17,24 @@ func TestUnknownRootOfTrustIsRefused(t *testing.T) {
 	}
 }
 
-// A migration only moves away from the local root key, to another
-// provider: anything else is refused at start, naming what to do instead.
+// A migration moves from one provider to another, never to local, and
+// needs the previous root's own settings: anything else is refused at
+// start, naming what to do instead.
 func TestPreviousRootOfTrustIsChecked(t *testing.T) {
-	for _, tc := range []struct{ current, previous, want string }{
-		{RootOfTrustAWSKMS, RootOfTrustFile, "only local can be migrated from"},
-		{RootOfTrustLocal, RootOfTrustLocal, "rotate it (RootOfTrust spec.rotationRequest)"},
+	for _, tc := range []struct {
+		current, previous, want string
+		opts                    Options
+	}{
+		{RootOfTrustLocal, RootOfTrustLocal, "rotate it: RootOfTrust spec.rotationRequest", Options{}},
+		{RootOfTrustLocal, RootOfTrustFile, "never to local", Options{PreviousRootKeyPath: "/x"}},
+		{RootOfTrustAWSKMS, RootOfTrustAWSKMS, "a new root key of the same provider is a rotation", Options{PreviousAWSKMSKeyID: "alias/y"}},
+		{RootOfTrustAWSKMS, "vault", `--previous-root-of-trust "vault"`, Options{}},
+		{RootOfTrustAWSKMS, RootOfTrustFile, "previous root of trust file: set --root-key-path", Options{}},
+		{RootOfTrustFile, RootOfTrustAWSKMS, "previous root of trust awskms: the awskms root of trust needs a key", Options{}},
 	} {
-		_, err := New(context.Background(), &rest.Config{Host: "https://127.0.0.1:1"}, Options{Namespace: "kubekms-system",
-			RootOfTrust: tc.current, PreviousRootOfTrust: tc.previous, AWSKMSKeyID: "alias/x"})
+		o := tc.opts
+		o.Namespace, o.RootOfTrust, o.PreviousRootOfTrust, o.AWSKMSKeyID, o.RootKeyPath = "kubekms-system", tc.current, tc.previous, "alias/x", "/r"
+		_, err := New(context.Background(), &rest.Config{Host: "https://127.0.0.1:1"}, o)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("--root-of-trust %s --previous-root-of-trust %s: err = %v, want %q", tc.current, tc.previous, err, tc.want)
 		}

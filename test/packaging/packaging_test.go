@@ -282,6 +282,19 @@ var _ = Describe("The Helm chart", func() {
 		Expect(out).To(ContainSubstring(`hostPath: {path: "/opt/vendor", type: Directory}`))
 		serverDryRun(out)
 
+		out, err = helmTemplate("--set", "rootOfTrust.provider=awskms", "--set", "rootOfTrust.awskms.keyID=alias/new",
+			"--set", "rootOfTrust.previousProvider=file", "--set", "rootOfTrust.previous.file.secretName=old-root")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`- "--previous-root-of-trust=file"`))
+		Expect(out).To(ContainSubstring("- --previous-root-key-path=/etc/kubekms/previous-root-key"))
+		Expect(out).To(MatchRegexp(`secret: \{secretName: "old-root"`))
+		serverDryRun(out)
+		out, err = helmTemplate("--set", "rootOfTrust.provider=pkcs11", "--set", "rootOfTrust.pkcs11.module=/m", "--set", "rootOfTrust.pkcs11.tokenLabel=t",
+			"--set", "rootOfTrust.pkcs11.keyLabel=k", "--set", "rootOfTrust.pkcs11.pinSecret=p",
+			"--set", "rootOfTrust.previousProvider=awskms", "--set", "rootOfTrust.previous.awskms.keyID=alias/old")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`- "--previous-aws-kms-key-id=alias/old"`))
+
 		out, err = helmTemplate("--set", "rootOfTrust.provider=awskms", "--set", "rootOfTrust.awskms.keyID=k #c")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring(`- "--aws-kms-key-id=k #c"`), "the key ID is one quoted argument")

@@ -1,0 +1,109 @@
+package operator_test
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
+	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
+	"github.com/kubekms/kubekms/internal/operator"
+	"github.com/kubekms/kubekms/internal/seal"
+	"github.com/kubekms/kubekms/internal/testenv"
+)
+
+// TestMigrationBetweenRootsOutsideTheClusterUnderLoad migrates from a file
+// root to an AWS KMS key (local-kms) while a load generator decrypts what
+// was encrypted before: no call fails, every sealed Secret ends resealed
+// by AWS KMS, and with the file root gone everything still decrypts.
+func TestMigrationBetweenRootsOutsideTheClusterUnderLoad(t *testing.T) {
+	lk, err := testenv.StartLocalKMS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lk.Stop)
+	t.Setenv("AWS_ENDPOINT_URL_KMS", lk.Endpoint)
+	t.Setenv("AWS_REGION", "eu-west-2")
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := kms.NewFromConfig(cfg).CreateKey(context.Background(), &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	k := make([]byte, seal.RootKeySize)
+	_, _ = rand.Read(k)
+	if err := os.WriteFile(filepath.Join(dir, "root-key-v1"), k, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	from := operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: dir}
+	to := operator.Options{RootOfTrust: operator.RootOfTrustAWSKMS, AWSKMSKeyID: *created.KeyMetadata.KeyId}
+
+	ctx := context.Background()
+	env := startEnv(t)
+	c := env.Client
+	src := startReplicaWith(t, env, from, true, true, 200*time.Millisecond)
+	samples, actx := keysAndCiphertexts(t, env, src.client(t), 8)
+	src.stop()
+
+	migrating := to
+	migrating.PreviousRootOfTrust, migrating.PreviousRootKeyPath = operator.RootOfTrustFile, dir
+	m := startReplicaWith(t, env, migrating, true, true, 200*time.Millisecond)
+	calls, failed, firstErr, stop := decryptLoad(actx, []kmsv1.KeyManagementServiceClient{m.client(t)}, samples)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		rot := &kmsv1alpha1.RootOfTrust{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot)
+		cond := meta.FindStatusCondition(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed)
+		if err == nil && rot.Status.Provider == operator.RootOfTrustAWSKMS && rot.Status.SealedSecrets >= 8 && rot.Status.ResealPending == 0 &&
+			cond != nil && cond.Status == metav1.ConditionTrue && strings.Contains(cond.Message, "remove --previous-root-of-trust and the --previous-* flags") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("migration did not finish: %+v", rot.Status)
+		}
+	}
+	stop()
+	if failed.Load() != 0 || calls.Load() == 0 {
+		t.Fatalf("%d of %d decrypts failed during the migration, first: %v", failed.Load(), calls.Load(), firstErr.Load())
+	}
+	t.Logf("%d decrypts during the migration from file to awskms, none failed", calls.Load())
+	m.stop()
+	secrets := &corev1.SecretList{}
+	if err := c.List(ctx, secrets, client.InNamespace(testenv.OperatorNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		if s.Type == seal.SealedSecretType && s.Annotations[seal.AnnotationResealedBy] != operator.RootOfTrustAWSKMS {
+			t.Fatalf("Secret %s (immutable under file) is resealed by %q, want awskms", s.Name, s.Annotations[seal.AnnotationResealedBy])
+		}
+	}
+
+	// The file root retired: AWS KMS alone serves everything.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	after := startReplicaWith(t, env, to, true, true, 200*time.Millisecond).client(t)
+	for _, s := range samples {
+		out, err := after.Decrypt(actx, &kmsv1.DecryptRequest{CiphertextBlob: s.ct})
+		if err != nil || string(out.Plaintext) != s.pt {
+			t.Fatalf("Decrypt with the file root gone = %v, %v; want %q", out, err, s.pt)
+		}
+	}
+}
