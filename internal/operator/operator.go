@@ -310,7 +310,6 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	}
 	op.Authorizer = authz.New(cs.AuthorizationV1().SubjectAccessReviews(), authzOpts)
 
-
 	// A root of trust that is missing, unreachable or not the one the
 	// material needs does not stop the start: the manager is not ready,
 	// says why, seals and unseals nothing new, and checks again every
