@@ -9,8 +9,9 @@
 // cluster: it seals each version under this cluster's root of trust as a
 // tombstone that carries the key's policy record, then creates the Key with
 // spec.restoreFrom, so the Key controller takes the versions back under
-// that policy exactly as it restores a deleted key (the key is never usable
-// under any other policy, not even for a moment), and finally recreates the
+// that policy exactly as it restores a deleted key (it re-creates the
+// policy before it takes back the first version, and the admin webhook
+// governs the key by the record until then), and finally recreates the
 // key's grants. Restore checks everything before it writes anything, never
 // overwrites, and finishes a partial restore when run again.
 package recovery
