@@ -320,6 +320,9 @@ func (s *Store) Tombstone(ctx context.Context, v Version, destroyAfter time.Time
 		secret.Labels[LabelTombstone] = "true"
 		secret.Annotations[AnnotationDestroyAfter] = destroyAfter.UTC().Format(time.RFC3339Nano)
 		secret.Annotations[AnnotationDeletedPolicy] = deletedPolicy
+		// A key deleted here is no longer the restore's that made it: the
+		// same restore run again must not bring it back.
+		delete(secret.Annotations, AnnotationRestoredFrom)
 	})
 }
 
@@ -337,6 +340,7 @@ func (s *Store) Restore(ctx context.Context, v Version, namespace, name string) 
 		delete(secret.Labels, LabelTombstone)
 		delete(secret.Annotations, AnnotationDestroyAfter)
 		delete(secret.Annotations, AnnotationDeletedPolicy)
+		delete(secret.Annotations, AnnotationRestoredFrom)
 		secret.Labels[LabelKeyNamespace] = namespace
 		secret.Labels[LabelKeyName] = name
 	})

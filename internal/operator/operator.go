@@ -226,6 +226,9 @@ type Operator struct {
 	// rootLoaded: the local root key was loaded once; it is never created
 	// again by this process.
 	rootLoaded atomic.Bool
+	// migrationVerified is when a finished migration was last confirmed by
+	// unsealing every sealed Secret (UnixNano; 0 never).
+	migrationVerified atomic.Int64
 }
 
 // NewScheme is the scheme every kubekms client uses: the built-in types and
@@ -260,6 +263,9 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 	}
 	if err := checkRootSettings(currentRoot(opts)); err != nil {
 		return nil, fmt.Errorf("root of trust %s: %w", opts.RootOfTrust, err)
+	}
+	if opts.PreviousRootOfTrust == "" && (opts.PreviousRootKeyPath != "" || opts.PreviousAWSKMSKeyID != "" || opts.PreviousPKCS11 != (seal.PKCS11Config{})) {
+		return nil, errors.New("--previous-* settings without --previous-root-of-trust: name the provider the material is migrated from, or drop them")
 	}
 	if opts.PreviousRootOfTrust != "" {
 		if err := checkRootSettings(previousRoot(opts)); err != nil {

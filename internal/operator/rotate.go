@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/kubekms/kubekms/controllers"
 	"github.com/kubekms/kubekms/internal/keystore"
@@ -81,8 +82,27 @@ func (r rootRotator) Reseal(ctx context.Context, limit int) (keystore.ResealProg
 	if _, err := seal.ResealCheck(ctx, op.Manager.GetClient(), op.Manager.GetAPIReader(), op.opts.Namespace, op.Sealer, op.Store.Previous, false); err != nil {
 		return keystore.ResealProgress{}, err
 	}
-	return op.Store.ResealBatch(ctx, limit, false)
+	p, err := op.Store.ResealBatch(ctx, limit, false)
+	if err != nil || p.Pending > 0 || op.Previous == nil {
+		return p, err
+	}
+	// A migration that looks done by the blobs' headers is confirmed by
+	// unsealing every Secret before the RootOfTrust says the previous root
+	// can go (an annotation that does not unseal would otherwise be read
+	// from the data, through the previous root, until it is retired), and
+	// again every migrationVerifyEvery while the flag stays.
+	if last := op.migrationVerified.Load(); last != 0 && time.Since(time.Unix(0, last)) < migrationVerifyEvery {
+		return p, nil
+	}
+	if p, err = op.Store.ResealBatch(ctx, limit, true); err == nil && p.Pending == 0 && len(p.Failed) == 0 {
+		op.migrationVerified.Store(time.Now().UnixNano())
+	}
+	return p, err
 }
+
+// migrationVerifyEvery is how often a finished migration is confirmed by
+// unsealing every sealed Secret again.
+const migrationVerifyEvery = 10 * time.Minute
 
 // Retire implements controllers.RootRotator: it reloads the root, counts
 // again (uncached, unsealing each one) what is not sealed under the

@@ -29,6 +29,7 @@ import (
 // kept longer.
 const (
 	defaultDeletionWindow = 720 * time.Hour
+	minDeletionWindow     = 168 * time.Hour
 	maxDeletionWindow     = 720 * time.Hour
 )
 
@@ -74,6 +75,17 @@ type Summary struct {
 // SHA-256 of its encoding) so that running the same restore again finishes
 // it. See the package comment.
 func (r *Restorer) Restore(ctx context.Context, c *Contents, digest string, now time.Time) (Summary, error) {
+	if len(digest) != 64 {
+		return Summary{}, fmt.Errorf("%w: no digest of the contents", ErrInvalid)
+	}
+	// One restore at a time: plan reads the cluster, and what it read must
+	// still hold when the writes come (two restores racing could each see
+	// a keyID free and write versions of it).
+	unlock, err := r.lock(ctx, digest, now)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer unlock()
 	plan, err := r.plan(ctx, c, digest, now)
 	if err != nil {
 		return Summary{}, err
@@ -85,8 +97,16 @@ func (r *Restorer) Restore(ctx context.Context, c *Contents, digest string, now 
 			return sum, fmt.Errorf("restore: %w", err)
 		}
 		if !created {
-			// Made by a concurrent run of this restore since plan read it:
-			// check it is this material, as plan does.
+			// Made since plan read it (the lock keeps restores apart, so
+			// by the Key controller, or by hand): it must be this
+			// restore's own, with this material.
+			held, err := r.Store.LoadVersion(ctx, m.version.KeyID, m.version.Version)
+			if err != nil {
+				return sum, fmt.Errorf("restore: %w", err)
+			}
+			if held == nil || held.RestoredFrom != digest {
+				return sum, fmt.Errorf("%w: key %s version %d was made here while the restore ran", ErrConflict, m.version.KeyID, m.version.Version)
+			}
 			if err := r.sameMaterial(ctx, m.version, m.material); err != nil {
 				return sum, fmt.Errorf("%w: %v", ErrConflict, err)
 			}
@@ -97,7 +117,20 @@ func (r *Restorer) Restore(ctx context.Context, c *Contents, digest string, now 
 		}
 	}
 	for _, k := range plan.keys {
-		if err := r.Client.Create(ctx, k); err != nil && !apierrors.IsAlreadyExists(err) {
+		err := r.Client.Create(ctx, k)
+		if apierrors.IsAlreadyExists(err) {
+			// Made since plan looked: only this very Key will do.
+			held := &kmsv1alpha1.Key{}
+			if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(k), held); err != nil {
+				return sum, fmt.Errorf("restore: read Key %s/%s: %w", k.Namespace, k.Name, err)
+			}
+			if k.Spec.RestoreFrom == "" || held.Spec.RestoreFrom != k.Spec.RestoreFrom {
+				return sum, fmt.Errorf("%w: Key %s/%s was created here while the restore ran, and is not key %s; its versions wait as tombstones: delete that Key and restore again",
+					ErrConflict, k.Namespace, k.Name, orNew(k.Spec.RestoreFrom))
+			}
+			continue
+		}
+		if err != nil {
 			return sum, fmt.Errorf("restore: create Key %s/%s: %w", k.Namespace, k.Name, err)
 		}
 	}
@@ -154,6 +187,7 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 	names := map[string]bool{}
 	namespaces := map[string]bool{}
 	var fresh []*KeyRecord // keys recreated as new keys
+	var skipped []string
 	for i := range c.Keys {
 		k := &c.Keys[i]
 		what := fmt.Sprintf("keys[%d] (%s/%s)", i, k.Namespace, k.Name)
@@ -165,9 +199,16 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 		if names[k.Namespace+"/"+k.Name] {
 			bad("%s: a second Key of that name", what)
 		}
+		if w := k.Spec.DeletionWindow; w != nil && (w.Duration < minDeletionWindow || w.Duration > maxDeletionWindow) {
+			bad("%s: deletionWindow %s is outside %s..%s", what, w.Duration, minDeletionWindow, maxDeletionWindow)
+		}
 		names[k.Namespace+"/"+k.Name] = true
 		namespaces[k.Namespace] = true
 		if k.KeyID == "" {
+			if access.ParseDeletedPolicy(k.Policy).TooLarge {
+				skipped = append(skipped, fmt.Sprintf("Key %s/%s (a key without material): its policy was too large to keep in the backup; recreate it and its policy by hand", k.Namespace, k.Name))
+				continue
+			}
 			fresh = append(fresh, k)
 			continue
 		}
@@ -265,20 +306,29 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 	for i := range existingKeys.Items {
 		k := &existingKeys.Items[i]
 		keysByName[k.Namespace+"/"+k.Name] = k
-		for _, id := range []string{k.Status.KeyID, k.Spec.RestoreFrom} {
+		ids := []string{k.Status.KeyID, k.Spec.RestoreFrom}
+		if k.Spec.RestoreFrom == "" {
+			// A Key not reconciled yet will take its UID as its keyID.
+			ids = append(ids, string(k.UID))
+		}
+		for _, id := range ids {
 			if id != "" && !slices.Contains(claims[id], k.Namespace+"/"+k.Name) {
 				claims[id] = append(claims[id], k.Namespace+"/"+k.Name)
 			}
 		}
 	}
 
-	plan := &restorePlan{grantable: map[string]bool{}}
+	plan := &restorePlan{grantable: map[string]bool{}, skipped: skipped}
 	for _, id := range slices.Sorted(maps.Keys(byKeyID)) {
 		k := byKeyID[id]
 		rec := k.record
+		closed := false
 		if rec != nil && access.ParseDeletedPolicy(rec.Policy).TooLarge {
-			plan.skipped = append(plan.skipped, fmt.Sprintf("key %s (%s/%s): its policy was too large to keep in the backup; recreate the key and its policy by hand", id, rec.Namespace, rec.Name))
-			continue
+			// Its versions come back as tombstones only a cluster admin
+			// may restore (under the default policy), not the Key.
+			plan.skipped = append(plan.skipped, fmt.Sprintf("key %s (%s/%s): its policy was too large to keep in the backup; its versions are kept as tombstones that only a cluster admin may restore (spec.restoreFrom; RBAC verb cancelkeydeletion), then give it its policy",
+				id, rec.Namespace, rec.Name))
+			rec, closed = nil, true
 		}
 		if rec != nil && len(k.material) == 0 {
 			// A key without material (an import never made): it comes
@@ -326,8 +376,10 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 				}
 			}
 			if rec != nil {
+				// Held here already: its grants are as this cluster has
+				// them (one revoked since the backup stays revoked).
 				plan.keysDone++
-				plan.grantable[id] = true
+				plan.skipped = append(plan.skipped, fmt.Sprintf("Key %s/%s (key %s) is here already, as the backup has it: left as it is, grants included", rec.Namespace, rec.Name, id))
 			}
 			continue
 		}
@@ -339,7 +391,7 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 			case rec != nil:
 				// Held as a tombstone that carries the key's policy until
 				// the restored Key takes it back.
-				v.DestroyAfter = now.Add(durationOr(rec.Spec.DeletionWindow, defaultDeletionWindow))
+				v.DestroyAfter = now.Add(min(max(durationOr(rec.Spec.DeletionWindow, defaultDeletionWindow), minDeletionWindow), maxDeletionWindow))
 				v.DeletedPolicy = rec.Policy
 			case m.Tombstone:
 				v.DestroyAfter = *m.DestroyAfter
@@ -353,10 +405,11 @@ func (r *Restorer) plan(ctx context.Context, c *Contents, digest string, now tim
 				}
 			default:
 				// Live material of no Key (its Key was being deleted when
-				// the backup was taken): kept as a tombstone for a whole
-				// window, under the policy it recorded, closed without one.
+				// the backup was taken, or its policy was too large): kept
+				// as a tombstone for a whole window, under the policy it
+				// recorded, closed without one.
 				v.DestroyAfter = now.Add(defaultDeletionWindow)
-				if v.DeletedPolicy == "" {
+				if v.DeletedPolicy == "" || closed {
 					v.DeletedPolicy = closedPolicyRecord
 				}
 			}
@@ -414,7 +467,11 @@ func (r *Restorer) dryRun(ctx context.Context, plan *restorePlan) error {
 		}
 	}
 	for _, k := range plan.keys {
-		if err := r.Client.Create(ctx, k.DeepCopy(), client.DryRunAll); err != nil && !apierrors.IsAlreadyExists(err) {
+		err := r.Client.Create(ctx, k.DeepCopy(), client.DryRunAll)
+		if apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("%w, nothing was restored: Key %s/%s was created here meanwhile", ErrConflict, k.Namespace, k.Name)
+		}
+		if err != nil {
 			refused = append(refused, fmt.Sprintf("Key %s/%s: %v", k.Namespace, k.Name, err))
 		}
 	}
@@ -431,6 +488,58 @@ func versionOf(m *Material) keystore.Version {
 		CreatedAt: m.CreatedAt, RotateRequest: m.RotateRequest, ImportRequest: m.ImportRequest,
 		DeletedPolicy: m.DeletedPolicy, PublicKey: m.PublicKey,
 	}
+}
+
+// restoreLock names the Secret that keeps restores apart, and lockTTL the
+// age after which one left by a crashed manager is taken over.
+const (
+	restoreLock = "kubekms-restore-in-progress"
+	lockTTL     = 15 * time.Minute
+)
+
+// lock takes the restore lock: a Secret of the operator's namespace,
+// created, never updated, deleted when the restore ends. One older than
+// lockTTL (its manager gone mid-restore) is taken over.
+func (r *Restorer) lock(ctx context.Context, digest string, now time.Time) (func(), error) {
+	secret := func() *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Store.Namespace, Name: restoreLock,
+			Labels:      map[string]string{kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue},
+			Annotations: map[string]string{keystore.AnnotationRestoredFrom: digest}}}
+	}
+	for range 2 {
+		s := secret()
+		err := r.Client.Create(ctx, s)
+		if err == nil {
+			return func() {
+				uid := s.UID
+				_ = r.Client.Delete(context.WithoutCancel(ctx), s, client.Preconditions{UID: &uid})
+			}, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("restore: take the restore lock: %w", err)
+		}
+		held := &corev1.Secret{}
+		if err := r.Reader.Get(ctx, client.ObjectKeyFromObject(s), held); err != nil {
+			return nil, fmt.Errorf("restore: read the restore lock: %w", err)
+		}
+		if now.Sub(held.CreationTimestamp.Time) < lockTTL {
+			return nil, fmt.Errorf("%w: another restore is running (since %s); try again when it has finished",
+				ErrConflict, held.CreationTimestamp.UTC().Format(time.RFC3339))
+		}
+		uid := held.UID
+		if err := r.Client.Delete(ctx, held, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("restore: take over a stale restore lock: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("%w: another restore is running; try again when it has finished", ErrConflict)
+}
+
+// orNew names a keyID, or a key that had none.
+func orNew(keyID string) string {
+	if keyID == "" {
+		return "(a new key)"
+	}
+	return keyID
 }
 
 // sameMaterial says whether the version this cluster holds is m's

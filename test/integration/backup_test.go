@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -229,12 +230,16 @@ var _ = Describe("Backup and restore", func() {
 		Expect(c.Material).To(HaveLen(3), "2 versions of mac, 1 tombstone of gone")
 		Expect(c.Grants).To(HaveLen(1))
 
-		By("restoring into this same cluster: everything is there already, nothing changes")
+		By("restoring into this same cluster: everything is there already, nothing changes; a grant revoked since stays revoked")
+		Expect(k8sClient.Delete(ctx, &kmsv1alpha1.KeyGrant{ObjectMeta: metav1.ObjectMeta{Namespace: from, Name: "mac-grant"}})).To(Succeed())
+		Eventually(func() bool { return apiGet(ctx, &kmsv1alpha1.KeyGrant{}, from, "mac-grant") }).Should(BeFalse())
 		before := materialSecrets(ctx)
 		sum, err := restoreContents(operatorCtx, c)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(sum.Keys).To(Equal(int32(1)))
+		Expect(sum.Grants).To(BeZero())
 		Expect(materialSecrets(ctx)).To(Equal(before))
+		Consistently(func() bool { return apiGet(ctx, &kmsv1alpha1.KeyGrant{}, from, "mac-grant") }, "1s").Should(BeFalse())
 
 		to := newNamespace(ctx)
 		ids := moveTo(c, to)
@@ -305,6 +310,7 @@ var _ = Describe("Backup and restore", func() {
 		}).Should(Succeed(), "the restored grant works")
 
 		By("a second run changes nothing; contents that differ from what was restored are a conflict")
+		moved := mustEncode(c)
 		after := materialSecrets(ctx)
 		_, err = restoreContents(operatorCtx, c)
 		Expect(err).NotTo(HaveOccurred())
@@ -318,6 +324,15 @@ var _ = Describe("Backup and restore", func() {
 		back := &kmsv1alpha1.Key{ObjectMeta: metav1.ObjectMeta{Namespace: to, Name: "gone"}, Spec: kmsv1alpha1.KeySpec{RestoreFrom: goneID}}
 		Expect(k8sClient.Create(ctx, back)).To(Succeed())
 		Expect(waitVersion(ctx, back, 1).Status.KeyID).To(Equal(goneID))
+
+		By("a restored key deleted here does not come back when the same restore runs again")
+		Expect(k8sClient.Delete(ctx, restored)).To(Succeed())
+		Eventually(func() bool { return apiGet(ctx, &kmsv1alpha1.Key{}, to, "mac") }).Should(BeFalse())
+		beforeAgain := materialSecrets(ctx)
+		_, err = restore(operatorCtx, moved)
+		Expect(expectError(err, codes.FailedPrecondition, dataplane.ReasonConflict)).To(ContainSubstring("was deleted in this cluster"))
+		Expect(apiGet(ctx, &kmsv1alpha1.Key{}, to, "mac")).To(BeFalse())
+		Expect(materialSecrets(ctx)).To(Equal(beforeAgain))
 	})
 })
 
@@ -370,7 +385,7 @@ var _ = Describe("Restore, attacked", func() {
 					c.Keys = append(c.Keys, recovery.KeyRecord{Namespace: ns, Name: "deleted", KeyID: deleted.Status.KeyID,
 						Spec: kmsv1alpha1.KeySpec{KeySpec: kmsv1alpha1.KeySpecSymmetricDefault}})
 				})},
-			{"a Key the API server refuses (deletionWindow 1h)", "the API server refuses",
+			{"a deletionWindow a Key may not have (1h)", "deletionWindow 1h0m0s is outside",
 				codes.InvalidArgument, dataplane.ReasonValidation, edit(func(c *recovery.Contents) {
 					moveTo(c, newNamespace(ctx))
 					i := slices.IndexFunc(c.Keys, func(k recovery.KeyRecord) bool { return k.Name == "live" })
@@ -382,6 +397,14 @@ var _ = Describe("Restore, attacked", func() {
 			Expect(expectError(err, attack.code, attack.reason)).To(ContainSubstring(attack.want), attack.what)
 			Expect(materialSecrets(ctx)).To(Equal(before), "%s: nothing was written", attack.what)
 		}
+
+		By("one restore at a time")
+		lock := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: "kubekms-restore-in-progress"}}
+		Expect(k8sClient.Create(ctx, lock)).To(Succeed())
+		_, err = restoreContents(operatorCtx, edit(func(c *recovery.Contents) { moveTo(c, newNamespace(ctx)) }))
+		Expect(expectError(err, codes.FailedPrecondition, dataplane.ReasonConflict)).To(ContainSubstring("another restore is running"))
+		Expect(materialSecrets(ctx)).To(Equal(before))
+		Expect(k8sClient.Delete(ctx, lock)).To(Succeed())
 
 		By("material whose Key was going away, with no policy record, comes back closed: a namespace admin may not restore it")
 		to := newNamespace(ctx)

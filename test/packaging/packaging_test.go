@@ -294,6 +294,10 @@ var _ = Describe("The Helm chart", func() {
 			"--set", "rootOfTrust.previousProvider=awskms", "--set", "rootOfTrust.previous.awskms.keyID=alias/old")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring(`- "--previous-aws-kms-key-id=alias/old"`))
+		out, err = helmTemplate("--set", "rootOfTrust.provider=file", "--set", "rootOfTrust.file.secretName=new-root",
+			"--set", "rootOfTrust.previousProvider=awskms", "--set", "rootOfTrust.previous.awskms.keyID=alias/old", "--set", "rootOfTrust.awskms.region=eu-west-2")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(`{name: AWS_REGION, value: "eu-west-2"}`), "a previous awskms root gets the SDK's settings too")
 
 		out, err = helmTemplate("--set", "rootOfTrust.provider=awskms", "--set", "rootOfTrust.awskms.keyID=k #c")
 		Expect(err).NotTo(HaveOccurred(), out)
