@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -112,3 +113,42 @@ func (s *Store) All(ctx context.Context) ([]Version, error) {
 // ResourceVersion is the resourceVersion of the version's Secret when it
 // was read: it changes with every write (a tombstone, a restore, a reseal).
 func (v Version) ResourceVersion() string { return v.resourceVersion }
+
+// TrialUnsealPrevious proves the previous root of a migration against a
+// key version it sealed: the first material Secret whose data names the
+// previous provider is unsealed from its data (a resealed copy in its
+// annotations does not count). With none left there is nothing to prove.
+// One that does not unseal is seal.ErrWrongRoot: the --previous-* settings
+// name another root than the one that sealed the material.
+func (s *Store) TrialUnsealPrevious(ctx context.Context, previous seal.Sealer) error {
+	opts := []client.ListOption{client.InNamespace(s.Namespace), client.Limit(200), client.MatchingLabels{
+		kmsv1alpha1.ManagedByLabel: kmsv1alpha1.ManagedByValue,
+		kmsv1alpha1.ComponentLabel: ComponentMaterial,
+	}}
+	for cont := ""; ; {
+		list := &corev1.SecretList{}
+		if err := s.Reader.List(ctx, list, append(opts, client.Continue(cont))...); err != nil {
+			return fmt.Errorf("%w: list sealed Secrets of %s: %w", seal.ErrRootUnavailable, s.Namespace, err)
+		}
+		for i := range list.Items {
+			secret := &list.Items[i]
+			if string(secret.Data[dataProvider]) != previous.Provider() {
+				continue
+			}
+			aad, _ := sealedAAD(secret)
+			if aad == nil {
+				continue
+			}
+			material, err := previous.Unseal(ctx, secret.Data[dataSealed], aad)
+			clear(material)
+			if errors.Is(err, seal.ErrUnseal) {
+				return fmt.Errorf("%w: Secret %s/%s, sealed by the previous root of trust %s, does not unseal under it: the --previous-* settings name another root",
+					seal.ErrWrongRoot, s.Namespace, secret.Name, previous.Provider())
+			}
+			return err
+		}
+		if cont = list.Continue; cont == "" {
+			return nil
+		}
+	}
+}

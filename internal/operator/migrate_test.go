@@ -3,6 +3,7 @@ package operator_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,7 +85,25 @@ func TestMigrationBetweenRootsOutsideTheClusterUnderLoad(t *testing.T) {
 		t.Fatalf("%d of %d decrypts failed during the migration, first: %v", failed.Load(), calls.Load(), firstErr.Load())
 	}
 	t.Logf("%d decrypts during the migration from file to awskms, none failed", calls.Load())
+	if err := m.op.Previous.Err(); err != nil {
+		t.Fatalf("the previous root, proved against what it sealed: %v", err)
+	}
 	m.stop()
+
+	// Another file root given as the previous one is the wrong root, even
+	// with the root check resealed under AWS KMS already.
+	otherDir := t.TempDir()
+	_, _ = rand.Read(k)
+	if err := os.WriteFile(filepath.Join(otherDir, "root-key-v1"), k, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	wrong := to
+	wrong.PreviousRootOfTrust, wrong.PreviousRootKeyPath = operator.RootOfTrustFile, otherDir
+	w := startReplicaWith(t, env, wrong, false, false, time.Hour)
+	if err := w.op.Previous.Err(); !errors.Is(err, seal.ErrWrongRoot) {
+		t.Fatalf("a previous root that did not seal the material: %v, want the wrong root", err)
+	}
+	w.stop()
 	secrets := &corev1.SecretList{}
 	if err := c.List(ctx, secrets, client.InNamespace(testenv.OperatorNamespace)); err != nil {
 		t.Fatal(err)

@@ -325,7 +325,11 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 		// Loaded, never created; what it unseals proves it.
 		op.Previous, _ = seal.NewGuarded(ctx, opts.PreviousRootOfTrust, opts.PreviousRootOfTrust == RootOfTrustLocal, func(ctx context.Context) (seal.Sealer, error) {
 			return op.loadRoot(ctx, previousRoot(op.opts), false)
-		}, func(context.Context, seal.Sealer) error { return nil })
+		}, func(ctx context.Context, s seal.Sealer) error {
+			// Proved against what it sealed: one unseal per check at most,
+			// usually from the first page of material Secrets.
+			return (&keystore.Store{Reader: mgr.GetAPIReader(), Namespace: opts.Namespace}).TrialUnsealPrevious(ctx, s)
+		})
 		previous = op.Previous
 	}
 	op.RootOfTrust, err = seal.NewGuarded(ctx, opts.RootOfTrust, opts.RootOfTrust == RootOfTrustLocal, func(ctx context.Context) (seal.Sealer, error) {
