@@ -71,7 +71,7 @@ verb backup on rootoftrusts named default in the kubekms namespace
 				return errors.New("--output (-o) is required: the file to write the bundle to")
 			}
 			return conn.run(cmd, func(ctx context.Context, kms *kmsclient.Client) error {
-				bundle, err := receiveBundle(ctx, kms)
+				bundle, err := kmsclient.ReceiveBundle(ctx, kms.Backup())
 				if err != nil {
 					return err
 				}
@@ -90,25 +90,6 @@ verb backup on rootoftrusts named default in the kubekms namespace
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "File to write the bundle to (created, never overwritten).")
 	return cmd
-}
-
-// receiveBundle reads the whole bundle of a Backup call.
-func receiveBundle(ctx context.Context, kms *kmsclient.Client) ([]byte, error) {
-	stream, err := kms.Backup().Backup(ctx, &kmsv1.BackupRequest{})
-	if err != nil {
-		return nil, err
-	}
-	var bundle []byte
-	for {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return bundle, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		bundle = append(bundle, chunk.Data...)
-	}
 }
 
 // restoreCmd is `restore`: open a bundle here with the identity, check it,
@@ -191,26 +172,14 @@ func openBundle(file, identity, digest string) (*recovery.Contents, string, erro
 	return contents, got, nil
 }
 
-// sendContents streams decrypted contents to the manager's Restore.
+// sendContents restores decrypted contents through the manager.
 func sendContents(ctx context.Context, kms *kmsclient.Client, contents *recovery.Contents) (*kmsv1.RestoreResponse, error) {
 	plaintext, err := contents.Encode()
 	if err != nil {
 		return nil, err
 	}
 	defer clear(plaintext)
-	stream, err := kms.Backup().Restore(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for rest := plaintext; len(rest) > 0; {
-		n := min(len(rest), 32<<10)
-		if err := stream.Send(&kmsv1.RestoreChunk{Data: rest[:n]}); err != nil {
-			// The stream's status says why (CloseAndRecv returns it).
-			break
-		}
-		rest = rest[n:]
-	}
-	return stream.CloseAndRecv()
+	return kmsclient.SendContents(ctx, kms.Backup(), plaintext)
 }
 
 // summarizeContents says what a bundle holds, for --dry-run.

@@ -153,12 +153,7 @@ func wrapFileKey(r Recipient, fileKey []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	kek, err := sender.Export(wrapExportLabel, fileKeySize)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(kek)
-	gcm, err := newPayloadAEAD(kek)
+	gcm, err := wrapAEAD(sender)
 	if err != nil {
 		return nil, err
 	}
@@ -175,16 +170,24 @@ func unwrapFileKey(id *Identity, fp string, wrapped []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	kek, err := r.Export(wrapExportLabel, fileKeySize)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(kek)
-	gcm, err := newPayloadAEAD(kek)
+	gcm, err := wrapAEAD(r)
 	if err != nil {
 		return nil, err
 	}
 	return gcm.Open(nil, nil, wrapped[encSize:], []byte(fp))
+}
+
+// wrapAEAD is AES-256-GCM (random nonces) under the key-wrapping key an
+// HPKE context, the sender's or the recipient's, exports.
+func wrapAEAD(hpkeContext interface {
+	Export(string, int) ([]byte, error)
+}) (cipher.AEAD, error) {
+	kek, err := hpkeContext.Export(wrapExportLabel, fileKeySize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kek)
+	return newPayloadAEAD(kek)
 }
 
 // Identity is the private half of a backup key pair: an HPKE

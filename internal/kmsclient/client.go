@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -247,3 +248,39 @@ func (c *Client) DecryptAny(ctx context.Context, data []byte, encryptionContext 
 // Backup is the BackupService on the same connection (kubectl kms backup
 // and restore).
 func (c *Client) Backup() kmsv1.BackupServiceClient { return kmsv1.NewBackupServiceClient(c.conn) }
+
+// ReceiveBundle reads the whole bundle of a Backup call.
+func ReceiveBundle(ctx context.Context, c kmsv1.BackupServiceClient) ([]byte, error) {
+	stream, err := c.Backup(ctx, &kmsv1.BackupRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var bundle []byte
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return bundle, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		bundle = append(bundle, chunk.Data...)
+	}
+}
+
+// SendContents restores decrypted backup contents, in chunks the service
+// takes (32 KiB).
+func SendContents(ctx context.Context, c kmsv1.BackupServiceClient, contents []byte) (*kmsv1.RestoreResponse, error) {
+	stream, err := c.Restore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for len(contents) > 0 {
+		n := min(len(contents), 32<<10)
+		if err := stream.Send(&kmsv1.RestoreChunk{Data: contents[:n]}); err != nil {
+			break // the stream's status says why: CloseAndRecv returns it
+		}
+		contents = contents[n:]
+	}
+	return stream.CloseAndRecv()
+}

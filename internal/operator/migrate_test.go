@@ -6,19 +6,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kmsv1 "github.com/kubekms/kubekms/api/proto/kubekms/v1"
-	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/operator"
 	"github.com/kubekms/kubekms/internal/seal"
 	"github.com/kubekms/kubekms/internal/testenv"
@@ -29,25 +23,8 @@ import (
 // was encrypted before: no call fails, every sealed Secret ends resealed
 // by AWS KMS, and with the file root gone everything still decrypts.
 func TestMigrationBetweenRootsOutsideTheClusterUnderLoad(t *testing.T) {
-	lk, err := testenv.StartLocalKMS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(lk.Stop)
-	t.Setenv("AWS_ENDPOINT_URL_KMS", lk.Endpoint)
-	t.Setenv("AWS_REGION", "eu-west-2")
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
-	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	created, err := kms.NewFromConfig(cfg).CreateKey(context.Background(), &kms.CreateKeyInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	newKey, _ := localKMS(t)
+	awsKeyID := newKey()
 	dir := t.TempDir()
 	k := make([]byte, seal.RootKeySize)
 	_, _ = rand.Read(k)
@@ -55,7 +32,7 @@ func TestMigrationBetweenRootsOutsideTheClusterUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: dir}
-	to := operator.Options{RootOfTrust: operator.RootOfTrustAWSKMS, AWSKMSKeyID: *created.KeyMetadata.KeyId}
+	to := operator.Options{RootOfTrust: operator.RootOfTrustAWSKMS, AWSKMSKeyID: awsKeyID}
 
 	ctx := context.Background()
 	env := startEnv(t)
@@ -68,18 +45,7 @@ func TestMigrationBetweenRootsOutsideTheClusterUnderLoad(t *testing.T) {
 	migrating.PreviousRootOfTrust, migrating.PreviousRootKeyPath = operator.RootOfTrustFile, dir
 	m := startReplicaWith(t, env, migrating, true, true, 200*time.Millisecond)
 	calls, failed, firstErr, stop := decryptLoad(actx, []kmsv1.KeyManagementServiceClient{m.client(t)}, samples)
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		rot := &kmsv1alpha1.RootOfTrust{}
-		err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot)
-		cond := meta.FindStatusCondition(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed)
-		if err == nil && rot.Status.Provider == operator.RootOfTrustAWSKMS && rot.Status.SealedSecrets >= 8 && rot.Status.ResealPending == 0 &&
-			cond != nil && cond.Status == metav1.ConditionTrue && strings.Contains(cond.Message, "remove --previous-root-of-trust and the --previous-* flags") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("migration did not finish: %+v", rot.Status)
-		}
-	}
+	waitMigrated(t, c, operator.RootOfTrustAWSKMS, "remove --previous-root-of-trust and the --previous-* flags")
 	stop()
 	if failed.Load() != 0 || calls.Load() == 0 {
 		t.Fatalf("%d of %d decrypts failed during the migration, first: %v", failed.Load(), calls.Load(), firstErr.Load())

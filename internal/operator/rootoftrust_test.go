@@ -78,28 +78,7 @@ func TestRootsOfTrustThroughTheDataPlane(t *testing.T) {
 		exerciseRoot(t, opts, operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: otherPath}, roots)
 	})
 	t.Run("awskms", func(t *testing.T) {
-		lk, err := testenv.StartLocalKMS(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(lk.Stop)
-		t.Setenv("AWS_ENDPOINT_URL_KMS", lk.Endpoint)
-		t.Setenv("AWS_REGION", "eu-west-2")
-		t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-		t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-		t.Setenv("AWS_CONFIG_FILE", os.DevNull)
-		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
-		cfg, err := awsconfig.LoadDefaultConfig(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		newKey := func() string {
-			out, err := kms.NewFromConfig(cfg).CreateKey(context.Background(), &kms.CreateKeyInput{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return *out.KeyMetadata.KeyId
-		}
+		newKey, stopKMS := localKMS(t)
 		keyID, otherID := newKey(), newKey()
 		opts := operator.Options{RootOfTrust: operator.RootOfTrustAWSKMS, AWSKMSKeyID: keyID}
 		roots := func() (same, other seal.Sealer, gone func()) {
@@ -111,7 +90,7 @@ func TestRootsOfTrustThroughTheDataPlane(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, o, lk.Stop
+			return s, o, stopKMS
 		}
 		exerciseRoot(t, opts, operator.Options{RootOfTrust: operator.RootOfTrustAWSKMS, AWSKMSKeyID: otherID}, roots)
 	})
@@ -122,6 +101,35 @@ func TestRootsOfTrustThroughTheDataPlane(t *testing.T) {
 // (when it can) a function that takes the provider away. A manager started
 // with wrong (another root key of the same provider) or with local must be
 // refused: it would seal new material under a root the rest does not know.
+// localKMS starts local-kms for t and points the AWS SDK's environment at
+// it; it returns a function that creates a key there and returns its ID,
+// and one that stops local-kms (the endpoint gone).
+func localKMS(t *testing.T) (newKey func() string, stop func()) {
+	t.Helper()
+	lk, err := testenv.StartLocalKMS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lk.Stop)
+	t.Setenv("AWS_ENDPOINT_URL_KMS", lk.Endpoint)
+	t.Setenv("AWS_REGION", "eu-west-2")
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() string {
+		out, err := kms.NewFromConfig(cfg).CreateKey(context.Background(), &kms.CreateKeyInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *out.KeyMetadata.KeyId
+	}, lk.Stop
+}
+
 func exerciseRoot(t *testing.T, opts, wrong operator.Options, roots func() (same, other seal.Sealer, gone func())) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -452,19 +452,7 @@ func migrateUnderLoad(t *testing.T, target operator.Options) {
 	migrating.PreviousRootOfTrust = operator.RootOfTrustLocal
 	m := startReplicaWith(t, env, migrating, true, true, 200*time.Millisecond)
 	calls, failed, firstErr, stop := decryptLoad(actx, []kmsv1.KeyManagementServiceClient{m.client(t)}, samples)
-	var rot *kmsv1alpha1.RootOfTrust
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		rot = &kmsv1alpha1.RootOfTrust{}
-		err := c.Get(ctx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot)
-		cond := meta.FindStatusCondition(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed)
-		if err == nil && rot.Status.Provider == target.RootOfTrust && rot.Status.SealedSecrets >= 8 && rot.Status.ResealPending == 0 &&
-			cond != nil && cond.Status == metav1.ConditionTrue && strings.Contains(cond.Message, "remove --previous-root-of-trust") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("migration did not finish: %+v", rot.Status)
-		}
-	}
+	rot := waitMigrated(t, c, target.RootOfTrust, "remove --previous-root-of-trust")
 	stop()
 	if failed.Load() != 0 || calls.Load() == 0 {
 		t.Fatalf("%d of %d decrypts failed during the migration, first: %v", failed.Load(), calls.Load(), firstErr.Load())
@@ -669,6 +657,25 @@ func wrongRoot(t *testing.T, target operator.Options) *operator.Options {
 		t.Fatal(err)
 	}
 	return &operator.Options{RootOfTrust: operator.RootOfTrustFile, RootKeyPath: dir}
+}
+
+// waitMigrated waits until the RootOfTrust reports a finished migration to
+// provider: at least 8 sealed Secrets, none pending, Resealed with a message
+// that says what to do with the previous root.
+func waitMigrated(t *testing.T, c client.Client, provider, says string) *kmsv1alpha1.RootOfTrust {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		rot := &kmsv1alpha1.RootOfTrust{}
+		err := c.Get(context.Background(), client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: kmsv1alpha1.RootOfTrustName}, rot)
+		cond := meta.FindStatusCondition(rot.Status.Conditions, kmsv1alpha1.RootOfTrustConditionResealed)
+		if err == nil && rot.Status.Provider == provider && rot.Status.SealedSecrets >= 8 && rot.Status.ResealPending == 0 &&
+			cond != nil && cond.Status == metav1.ConditionTrue && strings.Contains(cond.Message, says) {
+			return rot
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("migration did not finish: %+v", rot.Status)
+		}
+	}
 }
 
 // startEnv starts a control plane with the CRDs, stopped when t ends.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"io"
 	"slices"
 	"time"
 
@@ -24,42 +22,18 @@ import (
 	"github.com/kubekms/kubekms/internal/backup"
 	"github.com/kubekms/kubekms/internal/dataplane"
 	"github.com/kubekms/kubekms/internal/keystore"
+	"github.com/kubekms/kubekms/internal/kmsclient"
 	"github.com/kubekms/kubekms/internal/recovery"
 )
 
 // takeBackup calls Backup as the caller of ctx and returns the bundle.
 func takeBackup(ctx context.Context) ([]byte, error) {
-	stream, err := kmsv1.NewBackupServiceClient(conn).Backup(ctx, &kmsv1.BackupRequest{})
-	if err != nil {
-		return nil, err
-	}
-	var bundle []byte
-	for {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return bundle, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		bundle = append(bundle, chunk.Data...)
-	}
+	return kmsclient.ReceiveBundle(ctx, kmsv1.NewBackupServiceClient(conn))
 }
 
 // restore calls Restore as the caller of ctx with raw contents.
 func restore(ctx context.Context, contents []byte) (*kmsv1.RestoreResponse, error) {
-	stream, err := kmsv1.NewBackupServiceClient(conn).Restore(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for len(contents) > 0 {
-		n := min(len(contents), 32<<10)
-		if stream.Send(&kmsv1.RestoreChunk{Data: contents[:n]}) != nil {
-			break
-		}
-		contents = contents[n:]
-	}
-	return stream.CloseAndRecv()
+	return kmsclient.SendContents(ctx, kmsv1.NewBackupServiceClient(conn), contents)
 }
 
 // restoreContents encodes c and restores it.
