@@ -303,6 +303,27 @@ func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec s
 	return material, nil
 }
 
+// LoadServing is Load for the data plane: a tombstoned version (a deleted
+// key's, or one a restore holds until its Key takes it back) is NotFound,
+// as if it did not exist. A live key is served only from live versions,
+// so a tombstone of its keyID, however it came to be, never decrypts.
+func (s *Store) LoadServing(ctx context.Context, keyID string, version int32, keySpec string) ([]byte, error) {
+	secret := &corev1.Secret{}
+	name := types.NamespacedName{Namespace: s.Namespace, Name: SecretName(keyID, version)}
+	if err := s.Reader.Get(ctx, name, secret); err != nil {
+		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
+	}
+	if secret.Labels[LabelTombstone] == "true" {
+		return nil, fmt.Errorf("load key %s version %d: it is a tombstone: %w", keyID, version,
+			apierrors.NewNotFound(corev1.Resource("secrets"), name.Name))
+	}
+	material, err := s.unsealSecret(ctx, secret, seal.MaterialAAD(keyID, version, keySpec))
+	if err != nil {
+		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
+	}
+	return material, nil
+}
+
 // unsealSecret unseals a Secret made by createSealed, bound to aad.
 func (s *Store) unsealSecret(ctx context.Context, secret *corev1.Secret, aad []byte) ([]byte, error) {
 	pt, _, _, err := seal.OpenSealed(ctx, secret, dataSealed, dataProvider, aad, s.Sealer, s.Previous)

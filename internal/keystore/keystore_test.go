@@ -420,3 +420,33 @@ func TestDestroy(t *testing.T) {
 		t.Fatalf("Destroy of a version already gone = %v, want nil", err)
 	}
 }
+
+// The data plane loads live versions only: a tombstone of a keyID, however
+// it came to be (a key being deleted, a restore not taken back yet, a
+// planted one), is NotFound to it, while Load (restore, reseal) still reads it.
+func TestLoadServingRefusesTombstones(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	o := owner("shop", "payments")
+	mustCreate(t, s, o, 1, bytes.Repeat([]byte{1}, 32))
+	mustCreate(t, s, o, 2, bytes.Repeat([]byte{2}, 32))
+	if m, err := s.LoadServing(ctx, keyID, 2, keySpec); err != nil || m[0] != 2 {
+		t.Fatalf("LoadServing of a live version = %v, %v", m, err)
+	}
+	all, err := s.ByKeyID(ctx, keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tombstone(ctx, all[1], t0.Add(time.Hour), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadServing(ctx, keyID, 2, keySpec); !apierrors.IsNotFound(err) {
+		t.Fatalf("LoadServing of a tombstone = %v, want NotFound", err)
+	}
+	if m, err := s.Load(ctx, keyID, 2, keySpec); err != nil || m[0] != 2 {
+		t.Fatalf("Load of a tombstone = %v, %v; want its material", m, err)
+	}
+	if _, err := s.LoadServing(ctx, keyID, 1, keySpec); err != nil {
+		t.Fatalf("LoadServing of the live version 1 = %v", err)
+	}
+}

@@ -363,7 +363,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
 	webhookIssuer.CA = op.CA
-	op.Keys = keycache.New(op.Store.Load)
+	op.Keys = keycache.New(op.Store.LoadServing)
 	if err := op.feedCaches(ctx); err != nil {
 		return nil, err
 	}
