@@ -88,7 +88,24 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) (Decision, error)
 	if v, ok := a.cache.Get(key); ok {
 		return v.(Decision), nil
 	}
-	p := r.Principal
+	d, err := a.Review(ctx, r.Principal, authorizationv1.ResourceAttributes{
+		Group: Group, Resource: Resource, Verb: Verb(r.Action),
+		Namespace: r.Namespace, Name: r.Name,
+	})
+	if err != nil {
+		return Decision{}, err
+	}
+	ttl := a.denyTTL
+	if d.Allowed {
+		ttl = a.allowTTL
+	}
+	a.cache.Add(key, d, ttl)
+	return d, nil
+}
+
+// Review asks RBAC whether p may do what attrs say, uncached: for the rare
+// questions about other resources than keys (a backup, a restore).
+func (a *Authorizer) Review(ctx context.Context, p *authn.Principal, attrs authorizationv1.ResourceAttributes) (Decision, error) {
 	extra := make(map[string]authorizationv1.ExtraValue, len(p.Extra))
 	for k, v := range p.Extra {
 		extra[k] = v
@@ -96,10 +113,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) (Decision, error)
 	sar, err := a.reviews.Create(ctx, &authorizationv1.SubjectAccessReview{
 		Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: p.Username, UID: p.UID, Groups: p.Groups, Extra: extra,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Group: Group, Resource: Resource, Verb: Verb(r.Action),
-				Namespace: r.Namespace, Name: r.Name,
-			},
+			ResourceAttributes: &attrs,
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -109,11 +123,6 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) (Decision, error)
 	if sar.Status.Reason != "" {
 		d.DecidedBy = "rbac: " + sar.Status.Reason
 	}
-	ttl := a.denyTTL
-	if d.Allowed {
-		ttl = a.allowTTL
-	}
-	a.cache.Add(key, d, ttl)
 	return d, nil
 }
 

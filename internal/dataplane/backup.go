@@ -13,8 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -22,6 +20,7 @@ import (
 	kmsv1alpha1 "github.com/kubekms/kubekms/api/v1alpha1"
 	"github.com/kubekms/kubekms/internal/audit"
 	"github.com/kubekms/kubekms/internal/authn"
+	"github.com/kubekms/kubekms/internal/authz"
 	"github.com/kubekms/kubekms/internal/backup"
 	"github.com/kubekms/kubekms/internal/recovery"
 )
@@ -55,13 +54,13 @@ const (
 type backupServer struct {
 	kmsv1.UnimplementedBackupServiceServer
 
-	cfg       Backup
-	namespace string
-	authn     *authn.Authenticator
-	reviews   authorizationv1client.SubjectAccessReviewInterface
-	audit     audit.Sink
-	failClose bool
-	clock     clock.PassiveClock
+	cfg        Backup
+	namespace  string
+	authn      *authn.Authenticator
+	authorizer *authz.Authorizer
+	audit      audit.Sink
+	failClose  bool
+	clock      clock.PassiveClock
 }
 
 // Backup implements BackupService.
@@ -160,37 +159,21 @@ func (s *backupServer) record(ctx context.Context, rec *audit.Record, err error)
 }
 
 func (s *backupServer) authorize(ctx context.Context, rec *audit.Record, from net.Addr, verb string, fn func() error) error {
-	p, err := s.authn.Authenticate(ctx, bearer(ctx), from)
+	p, err := authenticate(ctx, s.authn, from, "BackupService/"+rec.EventName)
 	if err != nil {
-		var throttled *authn.ThrottledError
-		switch {
-		case errors.Is(err, authn.ErrUnauthenticated):
-			return errUnauthenticated()
-		case errors.As(err, &throttled):
-			return errReviewThrottled(throttled)
-		}
-		log.FromContext(ctx).Error(err, "Could not authenticate")
-		return errInternal()
+		return err
 	}
-	rec.Principal = audit.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, ServiceAccount: p.ServiceAccount, PodName: p.PodName, PodUID: p.PodUID}
-	rec.SourceNamespace = p.Namespace
-	extra := make(map[string]authorizationv1.ExtraValue, len(p.Extra))
-	for k, v := range p.Extra {
-		extra[k] = v
-	}
-	sar, err := s.reviews.Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: p.Username, UID: p.UID, Groups: p.Groups, Extra: extra,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Group: kmsv1alpha1.GroupVersion.Group, Resource: "rootoftrusts", Verb: verb,
-			Namespace: s.namespace, Name: kmsv1alpha1.RootOfTrustName,
-		},
-	}}, metav1.CreateOptions{})
+	rec.Principal, rec.SourceNamespace = auditPrincipal(p), p.Namespace
+	d, err := s.authorizer.Review(ctx, p, authorizationv1.ResourceAttributes{
+		Group: kmsv1alpha1.GroupVersion.Group, Resource: "rootoftrusts", Verb: verb,
+		Namespace: s.namespace, Name: kmsv1alpha1.RootOfTrustName,
+	})
 	if err != nil {
 		log.FromContext(ctx).Error(err, "Could not ask RBAC", "verb", verb)
 		return errInternal()
 	}
-	rec.DecidedBy = "rbac"
-	if !sar.Status.Allowed {
+	rec.DecidedBy = d.DecidedBy
+	if !d.Allowed {
 		return newError(codes.PermissionDenied, ReasonAccessDenied,
 			"%s may not %s: it needs RBAC verb %s on rootoftrusts.%s named %s in namespace %s (ClusterRole kubekms-backup-operator)",
 			p.Username, verb, verb, kmsv1alpha1.GroupVersion.Group, kmsv1alpha1.RootOfTrustName, s.namespace)

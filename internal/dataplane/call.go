@@ -100,6 +100,11 @@ func (c *call) recordedKey() *keycache.Key {
 	return c.named
 }
 
+// auditPrincipal is who called, as the audit record names them.
+func auditPrincipal(p *authn.Principal) audit.Principal {
+	return audit.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, ServiceAccount: p.ServiceAccount, PodName: p.PodName, PodUID: p.PodUID}
+}
+
 // auditRecord completes the call's audit record with the call's outcome
 // err.
 func (c *call) auditRecord(err error) *audit.Record {
@@ -107,8 +112,7 @@ func (c *call) auditRecord(err error) *audit.Record {
 	r.EventTime = c.at.UTC()
 	r.Outcome, r.ErrorCode = outcome(err)
 	if p := c.principal; p != nil {
-		r.Principal = audit.Principal{Username: p.Username, UID: p.UID, Groups: p.Groups, ServiceAccount: p.ServiceAccount, PodName: p.PodName, PodUID: p.PodUID}
-		r.SourceNamespace = p.Namespace
+		r.Principal, r.SourceNamespace = auditPrincipal(p), p.Namespace
 	}
 	if k := c.recordedKey(); k != nil {
 		c.keyRef = audit.KeyRef{Namespace: k.Namespace, Name: k.Name, KeyID: k.KeyIDString}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -74,22 +75,33 @@ func (i *interceptor) serve(ctx context.Context, c *call, method string, req any
 
 // authenticate turns the call's bearer token into its principal.
 func (i *interceptor) authenticate(ctx context.Context, c *call, method string) error {
-	p, err := i.o.Authenticator.Authenticate(ctx, bearer(ctx), c.from)
+	p, err := authenticate(ctx, i.o.Authenticator, c.from, method)
+	if err != nil {
+		return err
+	}
+	c.principal = p
+	return nil
+}
+
+// authenticate turns the bearer token of a call of method into its
+// principal, or the error its caller sees: every service of the data plane
+// authenticates this way.
+func authenticate(ctx context.Context, a *authn.Authenticator, from net.Addr, method string) (*authn.Principal, error) {
+	p, err := a.Authenticate(ctx, bearer(ctx), from)
 	if err != nil {
 		var throttled *authn.ThrottledError
 		switch {
 		case errors.Is(err, authn.ErrUnauthenticated):
 			log.FromContext(ctx).V(1).Info("Refused a call", "method", method, "reason", err.Error())
-			return errUnauthenticated()
+			return nil, errUnauthenticated()
 		case errors.As(err, &throttled):
 			log.FromContext(ctx).V(1).Info("Throttled a call before authentication", "method", method, "reason", err.Error())
-			return errReviewThrottled(throttled)
+			return nil, errReviewThrottled(throttled)
 		}
 		log.FromContext(ctx).Error(err, "Could not authenticate")
-		return errInternal()
+		return nil, errInternal()
 	}
-	c.principal = p
-	return nil
+	return p, nil
 }
 
 // resolve finds the key the request names, once for the whole call, and

@@ -137,8 +137,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 	})
 	if cfg.Backup != nil {
 		kmsv1.RegisterBackupServiceServer(srv, &backupServer{
-			cfg: *cfg.Backup, namespace: cfg.Namespace, authn: authenticator,
-			reviews: cs.AuthorizationV1().SubjectAccessReviews(),
+			cfg: *cfg.Backup, namespace: cfg.Namespace, authn: authenticator, authorizer: cfg.Authorizer,
 			audit:   cfg.Audit, failClose: cfg.AuditFailClosed, clock: cmp.Or[clock.PassiveClock](cfg.Clock, clock.RealClock{}),
 		})
 	}

@@ -291,16 +291,7 @@ func (s *Store) createSealed(ctx context.Context, what, name string, labels, ann
 // from the caller, not from the Secret, so a blob moved to another key's
 // Secret, or altered in place, fails with seal.ErrUnseal.
 func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec string) ([]byte, error) {
-	secret := &corev1.Secret{}
-	name := types.NamespacedName{Namespace: s.Namespace, Name: SecretName(keyID, version)}
-	if err := s.Reader.Get(ctx, name, secret); err != nil {
-		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
-	}
-	material, err := s.unsealSecret(ctx, secret, seal.MaterialAAD(keyID, version, keySpec))
-	if err != nil {
-		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
-	}
-	return material, nil
+	return s.load(ctx, keyID, version, keySpec, false)
 }
 
 // LoadServing is Load for the data plane: a tombstoned version (a deleted
@@ -308,12 +299,16 @@ func (s *Store) Load(ctx context.Context, keyID string, version int32, keySpec s
 // as if it did not exist. A live key is served only from live versions,
 // so a tombstone of its keyID, however it came to be, never decrypts.
 func (s *Store) LoadServing(ctx context.Context, keyID string, version int32, keySpec string) ([]byte, error) {
+	return s.load(ctx, keyID, version, keySpec, true)
+}
+
+func (s *Store) load(ctx context.Context, keyID string, version int32, keySpec string, liveOnly bool) ([]byte, error) {
 	secret := &corev1.Secret{}
 	name := types.NamespacedName{Namespace: s.Namespace, Name: SecretName(keyID, version)}
 	if err := s.Reader.Get(ctx, name, secret); err != nil {
 		return nil, fmt.Errorf("load key %s version %d: %w", keyID, version, err)
 	}
-	if secret.Labels[LabelTombstone] == "true" {
+	if liveOnly && secret.Labels[LabelTombstone] == "true" {
 		return nil, fmt.Errorf("load key %s version %d: it is a tombstone: %w", keyID, version,
 			apierrors.NewNotFound(corev1.Resource("secrets"), name.Name))
 	}

@@ -378,7 +378,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Operator, error)
 		if len(b.Recipients) == 0 {
 			return nil, errors.New("scheduled backups (--backup-dir) need at least one --backup-recipient")
 		}
-		op.Backups = &recovery.Scheduler{Exporter: exporter, Recipients: b.Recipients, Dir: b.Dir,
+		op.Backups = &recovery.Scheduler{Exporter: exporter, Cache: mgr.GetClient(), Recipients: b.Recipients, Dir: b.Dir,
 			Interval: b.Interval, StaleAfter: b.StaleAfter, Check: b.Check, Keep: b.Keep, Clock: opts.Clock}
 		if err := op.Backups.Register(ctrlmetrics.Registry); err != nil {
 			return nil, err

@@ -38,7 +38,11 @@ const (
 // It keeps the newest Keep bundles. Its state is read by the RootOfTrust
 // reconciler (the BackedUp condition) and exported as metrics.
 type Scheduler struct {
-	Exporter   *Exporter
+	Exporter *Exporter
+	// Cache is where changes are looked for every Check: the manager's
+	// informers (Keys, KeyPolicies, KeyGrants and its own Secrets), so
+	// that looking costs the API server nothing. Nil reads the exporter's.
+	Cache      client.Reader
 	Recipients []backup.Recipient
 	Dir        string
 	// Interval is the longest time between two bundles (default 24h);
@@ -266,9 +270,13 @@ func (s *Scheduler) findLast() {
 // their status, which use changes), and the resourceVersions of the
 // material Secrets. Any change makes a new bundle due.
 func (s *Scheduler) state(ctx context.Context) (string, error) {
+	reader := s.Cache
+	if reader == nil {
+		reader = s.Exporter.Reader
+	}
 	h := sha256.New()
 	for _, l := range []client.ObjectList{&kmsv1alpha1.KeyList{}, &kmsv1alpha1.KeyPolicyList{}, &kmsv1alpha1.KeyGrantList{}} {
-		if err := s.Exporter.Reader.List(ctx, l); err != nil {
+		if err := reader.List(ctx, l); err != nil {
 			return "", fmt.Errorf("backup: %w", err)
 		}
 		var lines []string
@@ -291,7 +299,7 @@ func (s *Scheduler) state(ctx context.Context) (string, error) {
 			h.Write([]byte(line + "\n"))
 		}
 	}
-	versions, err := s.Exporter.Store.All(ctx)
+	versions, err := (&keystore.Store{Reader: reader, Namespace: s.Exporter.Store.Namespace}).All(ctx)
 	if err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}

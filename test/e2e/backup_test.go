@@ -79,10 +79,7 @@ func (c *cluster) stop() {
 
 // shell runs a user's script against this control plane (its env file).
 func (c *cluster) shell(dir, script string) (string, error) {
-	cmd := exec.Command("bash", "-c", fmt.Sprintf("set -euo pipefail\nsource %q\nexport PATH=%q:\"$PATH\"\n%s",
-		filepath.Join(c.dir, "env"), pluginDir, script))
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
+	out, err := envShell(c.dir, dir, script).CombinedOutput()
 	return string(out), err
 }
 

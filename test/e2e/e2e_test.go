@@ -105,7 +105,11 @@ func kubectl(args ...string) (string, error) {
 // bin/dev/env`: kubectl talks to the local control plane and finds the
 // kubectl-kms plugin on PATH; the script runs in dir (the current one when
 // empty) and stops at the first failing command (set -euo pipefail).
-func userShell(dir, script string) *exec.Cmd {
+func userShell(dir, script string) *exec.Cmd { return envShell(devDir, dir, script) }
+
+// envShell is userShell against the control plane whose devenv wrote
+// devDir.
+func envShell(devDir, dir, script string) *exec.Cmd {
 	cmd := exec.Command("bash", "-c", fmt.Sprintf("set -euo pipefail\nsource %q\nexport PATH=%q:\"$PATH\"\n%s",
 		filepath.Join(devDir, "env"), pluginDir, script))
 	cmd.Dir = dir

@@ -214,6 +214,17 @@ var _ = Describe("Attacks on key administration (issue 12)", func() {
 		Expect(err).To(MatchError(ContainSubstring("may not PutPolicy key " + ns + "/payments")))
 		Expect(mallory.Delete(ctx, key)).To(MatchError(ContainSubstring("may not ScheduleDeletion")))
 
+		By("the marks the manager puts on what a restore re-creates mean nothing on mallory's objects")
+		err = mallory.Create(ctx, &kmsv1alpha1.KeyGrant{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restored",
+			Annotations: map[string]string{kmsv1alpha1.RestoredGrantAnnotation: "whatever"}},
+			Spec: kmsv1alpha1.KeyGrantSpec{KeyRef: kmsv1alpha1.KeyReference{Name: "payments"}, Grantee: kmsv1alpha1.GrantPrincipal{ServiceAccount: ns + "/thief"}, Operations: []string{"Decrypt"}}})
+		Expect(err).To(MatchError(ContainSubstring("may not CreateGrant key " + ns + "/payments")))
+		err = mallory.Create(ctx, &kmsv1alpha1.KeyPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restored",
+			Annotations: map[string]string{kmsv1alpha1.RestoredPolicyAnnotation: "whatever"}},
+			Spec: kmsv1alpha1.KeyPolicySpec{KeyRef: kmsv1alpha1.KeyReference{Name: "payments"}, Statements: []kmsv1alpha1.PolicyStatement{
+				{Effect: kmsv1alpha1.PolicyAllow, Principals: kmsv1alpha1.PolicyPrincipals{Users: []string{"mallory-" + ns}}, Actions: []string{"*"}}}}})
+		Expect(err).To(MatchError(ContainSubstring("may not PutPolicy key " + ns + "/payments")))
+
 		By("api uses the key; the thief, whom RBAC allows, does not")
 		waitVersion(ctx, key, 1)
 		var enc *kmsv1.EncryptResponse
