@@ -138,7 +138,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*grpc.Server, err
 	if cfg.Backup != nil {
 		kmsv1.RegisterBackupServiceServer(srv, &backupServer{
 			cfg: *cfg.Backup, namespace: cfg.Namespace, authn: authenticator, authorizer: cfg.Authorizer,
-			audit:   cfg.Audit, failClose: cfg.AuditFailClosed, clock: cmp.Or[clock.PassiveClock](cfg.Clock, clock.RealClock{}),
+			audit: cfg.Audit, failClose: cfg.AuditFailClosed, clock: cmp.Or[clock.PassiveClock](cfg.Clock, clock.RealClock{}),
 		})
 	}
 	if err := mgr.Add(&Runnable{Addr: cfg.Addr, Server: srv, Listening: cfg.Listening, Synced: cfg.Access.Synced}); err != nil {
